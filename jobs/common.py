@@ -20,7 +20,13 @@ log = logging.getLogger("rbm-reco")
 REPO_CONF_DIR = Path(__file__).resolve().parent.parent / "conf"
 
 DEFAULT_CONF: dict[str, Any] = {
-    "spark": {"app_name": "rbm-reco", "conf": {}},
+    "spark": {
+        "app_name": "rbm-reco",
+        "conf": {
+            "spark.sql.session.timeZone": "UTC",
+            "spark.ui.showConsoleProgress": "false",
+        },
+    },
     "ingest": {"max_bad_fraction": 0.01, "batch_size": 100},
     "train": {"kind": "binary", "seed": 42, "device": "auto"},
     "score": {"top_k": 10},
@@ -45,8 +51,8 @@ class LockHeldError(JobError):
     exit_code = 4
 
 
-class ModelFileError(JobError):
-    exit_code = 5
+EXIT_MODEL_FILE = 5
+EXIT_DIVERGED = 6
 
 
 def deep_merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
@@ -186,11 +192,19 @@ def timed(step: str, timings: dict[str, float] | None = None) -> Iterator[None]:
 
 def run_main(main: Callable[[Sequence[str] | None], int], argv: Sequence[str] | None) -> None:
     """Run a job's ``main`` and exit: one clear line and a non-zero code for a ``JobError``."""
+    from rbmcore.errors import ModelFileError
+
     try:
         code = main(argv)
     except JobError as exc:
         print(f"rbm-reco: error: {exc}", file=sys.stderr)
         sys.exit(exc.exit_code)
+    except ModelFileError as exc:
+        print(f"rbm-reco: error: bad model file: {exc}", file=sys.stderr)
+        sys.exit(EXIT_MODEL_FILE)
+    except FloatingPointError as exc:
+        print(f"rbm-reco: error: {exc}", file=sys.stderr)
+        sys.exit(EXIT_DIVERGED)
     except KeyboardInterrupt:
         print("rbm-reco: interrupted", file=sys.stderr)
         sys.exit(130)

@@ -1,0 +1,47 @@
+"""The ``rbm-reco`` command: one sub-command per job.
+
+    rbm-reco {run,ingest,train,score,evaluate,generate,recommend} [options]
+    rbm-reco COMMAND --help
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+from collections.abc import Sequence
+
+from jobs.common import run_main
+
+COMMANDS = {
+    "run": "the whole pipeline: ingest, train, score, evaluate (generates data if none given)",
+    "ingest": "validate ratings, quarantine bad lines, write per-user Parquet + vocabulary",
+    "train": "train the RBM on the driver, save the model artifact",
+    "score": "score every user on Spark, publish OUT/recommendations/dt=.../",
+    "evaluate": "metrics of an export and the model on the test split",
+    "generate": "write a synthetic MovieLens-like data set (:: files)",
+    "recommend": "one user's top-N with titles, for a person to read",
+}
+
+
+def usage() -> str:
+    lines = ["usage: rbm-reco COMMAND [options]   (rbm-reco COMMAND --help for its options)", "",
+             "commands:"]
+    lines += [f"  {name:<10} {text}" for name, text in COMMANDS.items()]
+    return "\n".join(lines)
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    args = list(sys.argv[1:] if argv is None else argv)
+    if not args or args[0] in ("-h", "--help", "help"):
+        print(usage())
+        sys.exit(0 if args else 2)
+    command, rest = args[0], args[1:]
+    if command not in COMMANDS:
+        print(f"rbm-reco: unknown command {command!r}\n\n{usage()}", file=sys.stderr)
+        sys.exit(2)
+    module = importlib.import_module(f"jobs.{command}")
+    run_main(module.main, rest)
+
+
+if __name__ == "__main__":
+    main()

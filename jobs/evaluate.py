@@ -1,0 +1,215 @@
+"""Evaluate an export and the model on the held-out test split (DESIGN section 5).
+
+    rbm-reco evaluate --out OUT [--dt YYYY-MM-DD]
+    spark-submit jobs/evaluate.py --out OUT ...
+
+Ranking metrics (P/R/nDCG/MAP@k; relevant = any test rating, and = rating >= 4) come from the
+published export of that date; like error, AUC and (for rating models) RMSE/MAE come from
+per-pair predictions, computed on Spark with the same ``rbmcore`` function the trainer uses.
+Writes OUT/metrics.json, OUT/predictions/ (Parquet) and OUT/report.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Iterator, Sequence
+from datetime import date
+from pathlib import Path
+from typing import Any
+
+if __package__ in (None, ""):
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+
+from jobs import fs, layout  # noqa: E402
+from jobs.common import (  # noqa: E402
+    BadInputError,
+    add_common_arguments,
+    dumps_json,
+    get_spark,
+    join_path,
+    resolve_conf,
+    run_main,
+    setup_logging,
+)
+from jobs.export import is_complete  # noqa: E402
+from jobs.ingested import load_vocabulary, require  # noqa: E402
+from jobs.report import LOSS_PLOT, metrics_markdown  # noqa: E402
+from jobs.score import model_on_worker, model_payload, set_task_threads, validate_dt  # noqa: E402
+from rbmcore import metrics  # noqa: E402
+
+log = logging.getLogger("rbm-reco.evaluate")
+
+PREDICTION_SCHEMA = "user_id int, movie_id int, rating int, p_like float, pred_rating float"
+
+
+def make_predictor(broadcast):
+    """mapInPandas: rows (user_id, items, ratings, test_items, test_ratings) -> one row per
+    test pair with p_like and pred_rating (NaN when the model predicts no ratings)."""
+
+    def predict_partition(frames: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
+        from rbmcore.data import csr_from_lists
+        from rbmcore.scoring import predict_csr
+
+        set_task_threads()
+        model, movie_ids = model_on_worker(broadcast)
+        n_items = len(movie_ids)
+        for frame in frames:
+            users = frame["user_id"].to_numpy()
+            context = csr_from_lists(users, list(frame["items"]), list(frame["ratings"]), n_items)
+            queries = csr_from_lists(
+                users, list(frame["test_items"]), list(frame["test_ratings"]), n_items
+            )
+            preds = predict_csr(model, context, queries)
+            n = queries.nnz
+            yield pd.DataFrame(
+                {
+                    "user_id": np.repeat(users, queries.row_lengths()).astype(np.int32),
+                    "movie_id": movie_ids[queries.items].astype(np.int32),
+                    "rating": queries.ratings.astype(np.int32),
+                    "p_like": preds["p_like"].astype(np.float32),
+                    "pred_rating": preds.get("pred_rating", np.full(n, np.nan)).astype(np.float32),
+                }
+            )
+
+    return predict_partition
+
+
+def ranking_block(recs: pd.DataFrame, rel: pd.DataFrame, k: int) -> dict[str, float]:
+    return metrics.ranking_metrics(
+        recs["user_id"].to_numpy(),
+        recs["movie_id"].to_numpy(),
+        recs["rank"].to_numpy(),
+        rel["user_id"].to_numpy(),
+        rel["movie_id"].to_numpy(),
+        k=k,
+    )
+
+
+def rating_block(pred: pd.DataFrame) -> dict[str, float]:
+    like = metrics.like_from_rating(pred["rating"].to_numpy())
+    out = {
+        "like_error": metrics.like_error(
+            pred["user_id"].to_numpy(), like, pred["p_like"].to_numpy()
+        ),
+        "auc": metrics.auc(like, pred["p_like"].to_numpy()),
+    }
+    if pred["pred_rating"].notna().all() and len(pred):
+        y = pred["rating"].to_numpy().astype(np.float64)
+        out["rmse"] = metrics.rmse(y, pred["pred_rating"].to_numpy())
+        out["mae"] = metrics.mae(y, pred["pred_rating"].to_numpy())
+    return out
+
+
+def run_evaluate(
+    spark, conf: dict[str, Any], out: str, dt: str | None = None, model_path: str | None = None
+) -> dict[str, Any]:
+    """Compute the metrics of OUT's export for ``dt`` and OUT's model on OUT's test split."""
+    from pyspark.sql import functions as F
+
+    from rbmcore.artifact import load_model
+
+    dt = dt or date.today().isoformat()
+    validate_dt(dt)
+    k = int(conf["score"]["top_k"])
+    require(spark, layout.test_ratings(out), "test split (give --test to ingest)")
+    root = layout.recommendations(out)
+    if not is_complete(spark, root, dt):
+        raise BadInputError(f"no complete export for dt={dt} under {root}; run `rbm-reco score`")
+    vocab = load_vocabulary(spark, out)
+    loaded = load_model(fs.download_dir(spark, model_path or layout.model_dir(out)), vocab.checksum)
+
+    train = spark.read.parquet(layout.train_ratings(out)).select("user_id", "items", "ratings")
+    test = spark.read.parquet(layout.test_ratings(out)).select(
+        "user_id", F.col("items").alias("test_items"), F.col("ratings").alias("test_ratings")
+    )
+    broadcast = spark.sparkContext.broadcast(model_payload(loaded))
+    predictions = train.join(test, "user_id").mapInPandas(
+        make_predictor(broadcast), PREDICTION_SCHEMA
+    )
+    predictions.write.mode("overwrite").parquet(layout.predictions(out))
+    broadcast.unpersist()
+
+    pred = spark.read.parquet(layout.predictions(out)).toPandas()
+    recs = (
+        spark.read.parquet(layout.recommendations_for(out, dt))
+        .select("user_id", "rank", "movie_id")
+        .toPandas()
+    )
+    result: dict[str, Any] = {
+        "dt": dt,
+        "k": k,
+        "model_id": loaded.meta["model_id"],
+        "kind": loaded.meta["kind"],
+        "test_users": int(pred["user_id"].nunique()),
+        "test_pairs": len(pred),
+        "ranking": ranking_block(recs, pred, k),
+        "ranking_relevant_ge4": ranking_block(recs, pred[pred["rating"] >= 4], k),
+        "rating": rating_block(pred),
+    }
+    summary_path = layout.ingest_summary(out)
+    if fs.exists(spark, summary_path):
+        result["test_excluded"] = {
+            key: fs.read_json(spark, summary_path).get("test", {}).get(key, 0)
+            for key in ("unknown_user_pairs", "unknown_item_pairs")
+        }
+    fs.write_text(spark, layout.metrics_json(out), dumps_json(result))
+    plot = (
+        join_path("model", LOSS_PLOT)
+        if fs.exists(spark, join_path(layout.model_dir(out), LOSS_PLOT))
+        else None
+    )
+    fs.write_text(spark, layout.report_md(out), metrics_markdown(result, plot))
+    log.info("metrics: %s", one_line(result))
+    return result
+
+
+def one_line(result: dict[str, Any]) -> str:
+    r, q = result["ranking"], result["rating"]
+    parts = [
+        f"P@{result['k']} {r['precision']:.3f}",
+        f"nDCG@{result['k']} {r['ndcg']:.3f}",
+        f"MAP@{result['k']} {r['map']:.3f}",
+        f"like error {q['like_error']:.3f}",
+        f"AUC {q['auc']:.3f}",
+    ]
+    if "rmse" in q:
+        parts.append(f"RMSE {q['rmse']:.3f}")
+    return ", ".join(parts)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--out", required=True, help="run folder with ingest/, model/, recommendations/"
+    )
+    parser.add_argument("--model", help="model folder (default OUT/model)")
+    parser.add_argument("--dt", help="export date to evaluate (default: today)")
+    parser.add_argument(
+        "--top-k", type=int, dest="top_k", help="k of the ranking metrics (default 10)"
+    )
+    add_common_arguments(parser)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="rbm-reco evaluate",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    add_arguments(parser)
+    args = parser.parse_args(argv)
+    setup_logging(args.log_level)
+    conf = resolve_conf(args, {"score": {"top_k": args.top_k}})
+    spark = get_spark(conf, args.master)
+    result = run_evaluate(spark, conf, args.out, args.dt, args.model)
+    print(one_line(result))
+    print(f"metrics written to {layout.metrics_json(args.out)}")
+    return 0
+
+
+if __name__ == "__main__":
+    run_main(main, None)

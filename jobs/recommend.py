@@ -1,0 +1,89 @@
+"""One user's top-N with titles, for a person to read.
+
+    rbm-reco recommend --out OUT --user 42 [--top-k 10]
+
+Scores the user in-process with OUT's model from the user's ingested ratings (the same
+``rbmcore`` function the Spark job calls) and prints the recommendations next to the movies
+the user rated highest.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+if __package__ in (None, ""):
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from jobs import fs, layout  # noqa: E402
+from jobs.common import (  # noqa: E402
+    BadInputError,
+    add_common_arguments,
+    get_spark,
+    resolve_conf,
+    run_main,
+    setup_logging,
+)
+from jobs.ingested import csr_from_arrow, load_vocabulary  # noqa: E402
+
+
+def user_report(spark, out: str, user_id: int, top_k: int, model_path: str | None = None) -> str:
+    from pyspark.sql import functions as F
+
+    from rbmcore.artifact import load_model
+    from rbmcore.scoring import recommend_csr
+
+    vocab = load_vocabulary(spark, out)
+    loaded = load_model(fs.download_dir(spark, model_path or layout.model_dir(out)), vocab.checksum)
+    rows = spark.read.parquet(layout.train_ratings(out)).where(F.col("user_id") == user_id)
+    csr = csr_from_arrow(rows.select("user_id", "items", "ratings").toArrow(), vocab.n_items)
+    if len(csr) == 0:
+        raise BadInputError(f"user {user_id} has no training ratings in {out}")
+    recs = recommend_csr(loaded.model, csr, top_k)
+
+    def title(item: int) -> str:
+        return vocab.titles[item] or f"movie {vocab.movie_ids[item]}"
+
+    lines = [
+        f"User {user_id}: {csr.nnz} ratings; model {loaded.meta['model_id']} "
+        f"({loaded.meta['kind']})",
+        "",
+        "Rated highest:",
+    ]
+    best = sorted(zip(csr.ratings, csr.items, strict=True), key=lambda p: (-p[0], p[1]))[:5]
+    lines += [f"  {r}/5  {title(i)}" for r, i in best]
+    lines += ["", f"Top {len(recs.items)} recommendations:"]
+    p_like = recs.extras.get("p_like")
+    for n, item in enumerate(recs.items):
+        like = f"  p(like) {p_like[n]:.2f}" if p_like is not None else ""
+        lines.append(f"  {recs.ranks[n]:>2}. {title(item)}  (score {recs.scores[n]:.3f}{like})")
+    return "\n".join(lines)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--out", required=True, help="run folder with ingest/ and model/")
+    parser.add_argument("--user", type=int, required=True, help="user id")
+    parser.add_argument("--model", help="model folder (default OUT/model)")
+    parser.add_argument("--top-k", type=int, dest="top_k", help="how many (default 10)")
+    add_common_arguments(parser)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="rbm-reco recommend",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    add_arguments(parser)
+    args = parser.parse_args(argv)
+    setup_logging(args.log_level)
+    conf = resolve_conf(args, {"score": {"top_k": args.top_k}})
+    spark = get_spark(conf, args.master)
+    print(user_report(spark, args.out, args.user, int(conf["score"]["top_k"]), args.model))
+    return 0
+
+
+if __name__ == "__main__":
+    run_main(main, None)

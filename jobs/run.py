@@ -1,0 +1,182 @@
+"""The whole pipeline in one go: (generate) -> ingest -> train -> score -> evaluate.
+
+    rbm-reco run --ratings R [--test T] [--movies M] --out OUT [--dt YYYY-MM-DD] [--top-k 10]
+                 [--kind binary] [--max-bad-fraction F] [--epochs N]
+    rbm-reco run --out OUT            # no --ratings: generate the ml-1m preset and use it
+    spark-submit jobs/run.py ...      # the same arguments
+
+R and T may be `::` or tab files, directories or globs. Prints where the export is and a
+short summary; writes OUT/run_summary.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+import time
+from collections.abc import Sequence
+from datetime import date
+from pathlib import Path
+from typing import Any
+
+if __package__ in (None, ""):
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from jobs import fs, layout  # noqa: E402
+from jobs.common import (  # noqa: E402
+    UsageError,
+    add_common_arguments,
+    get_spark,
+    join_path,
+    resolve_conf,
+    run_main,
+    setup_logging,
+    timed,
+)
+from jobs.evaluate import one_line, run_evaluate  # noqa: E402
+from jobs.ingest import run_ingest  # noqa: E402
+from jobs.score import run_score, validate_dt  # noqa: E402
+from jobs.train import run_train, train_overrides  # noqa: E402
+from rbmcore.models import KINDS  # noqa: E402
+
+log = logging.getLogger("rbm-reco.run")
+
+
+def generate_default_data(out: str, preset: str, seed: int) -> tuple[str, str, str]:
+    """Generate ``preset`` with a 20% per-user test holdout under OUT/generated/."""
+    from rbmcore.generate import PRESETS, GeneratorSpec, write_dataset
+
+    if not fs.is_local(out):
+        raise UsageError(
+            "default data is generated on the local disk; give --ratings for a URI --out"
+        )
+    folder = os.path.join(fs.local_path(out), "generated", preset)
+    if not os.path.exists(os.path.join(folder, "generate_summary.json")):
+        sizes = PRESETS[preset]
+        spec = GeneratorSpec(
+            n_users=sizes["users"],
+            n_movies=sizes["movies"],
+            n_ratings=sizes["ratings"],
+            seed=seed,
+            test_fraction=0.2,
+        )
+        log.info("no --ratings given: generating the %s preset into %s", preset, folder)
+        write_dataset(spec, folder)
+    return (
+        os.path.join(folder, "train.dat"),
+        os.path.join(folder, "test.dat"),
+        os.path.join(folder, "movies.dat"),
+    )
+
+
+def run_pipeline(spark, conf: dict[str, Any], args: argparse.Namespace) -> dict[str, Any]:
+    """Run every step; returns the run summary (timings, counts, metrics)."""
+    timings: dict[str, float] = {}
+    ratings, test, movies = args.ratings, args.test, args.movies
+    dt = args.dt or date.today().isoformat()
+    validate_dt(dt)
+    if ratings is None:
+        with timed("generate", timings):
+            ratings, test, movies = generate_default_data(args.out, args.preset, 0)
+    with timed("ingest", timings):
+        ingest = run_ingest(spark, conf, ratings, args.out, test=test, movies=movies)
+    with timed("train", timings):
+        model = run_train(spark, conf, args.out, resume=args.resume)
+    with timed("score", timings):
+        export = run_score(spark, conf, args.out, dt)
+    metrics = None
+    if test is not None:
+        with timed("evaluate", timings):
+            metrics = run_evaluate(spark, conf, args.out, dt)
+    summary = {
+        "dt": dt,
+        "export": layout.recommendations_for(args.out, dt),
+        "users_scored": export["users"],
+        "rows_written": export["rows"],
+        "model_id": model["model_id"],
+        "kind": model["kind"],
+        "ratings_accepted": ingest["accepted"],
+        "ratings_quarantined": ingest["quarantined"],
+        "metrics": metrics,
+        "seconds": timings,
+    }
+    fs.write_json(spark, join_path(args.out, "run_summary.json"), summary)
+    return summary
+
+
+def print_summary(summary: dict[str, Any]) -> None:
+    print(f"\nexport:        {summary['export']}")
+    print(f"users scored:  {summary['users_scored']}")
+    print(f"rows written:  {summary['rows_written']}")
+    print(f"model:         {summary['model_id']} ({summary['kind']})")
+    print(
+        f"ingest:        {summary['ratings_accepted']} ratings accepted, "
+        f"{summary['ratings_quarantined']} quarantined"
+    )
+    if summary["metrics"]:
+        print(f"held-out:      {one_line(summary['metrics'])}")
+    print("wall time:     " + ", ".join(f"{k} {v:.1f} s" for k, v in summary["seconds"].items()))
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--ratings",
+        help="training ratings (file, folder or glob; :: or tab). "
+        "Omitted: generate the --preset data set and use it",
+    )
+    parser.add_argument("--test", help="held-out ratings to evaluate on")
+    parser.add_argument("--movies", help="movies file (MovieID::Title::Genres, latin-1)")
+    parser.add_argument("--out", required=True, help="run folder (local path or URI)")
+    parser.add_argument("--dt", help="export date YYYY-MM-DD (default: today)")
+    parser.add_argument(
+        "--top-k", type=int, dest="top_k", help="recommendations per user (default 10)"
+    )
+    parser.add_argument("--kind", choices=KINDS, help="model kind")
+    parser.add_argument("--epochs", type=int, help="maximum training epochs")
+    parser.add_argument("--hidden", type=int, dest="n_hidden", help="hidden units")
+    parser.add_argument("--lr", type=float, help="learning rate")
+    parser.add_argument("--seed", type=int, help="random seed")
+    parser.add_argument("--device", help="auto (cuda if available), cpu, cuda, cuda:N")
+    parser.add_argument(
+        "--max-bad-fraction",
+        type=float,
+        dest="max_bad_fraction",
+        help="fail when more than this fraction of input lines is rejected",
+    )
+    parser.add_argument(
+        "--batch-size", type=int, dest="batch_size", help="users per training batch"
+    )
+    parser.add_argument("--resume", action="store_true", help="resume training from its checkpoint")
+    parser.add_argument(
+        "--preset",
+        default="ml-1m",
+        help="generator preset used when --ratings is omitted (default ml-1m)",
+    )
+    add_common_arguments(parser)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="rbm-reco run",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    add_arguments(parser)
+    args = parser.parse_args(argv)
+    setup_logging(args.log_level)
+    overrides = train_overrides(args)
+    overrides["score"] = {"top_k": args.top_k}
+    overrides["ingest"] = {"max_bad_fraction": args.max_bad_fraction, "batch_size": args.batch_size}
+    conf = resolve_conf(args, overrides)
+    start = time.perf_counter()
+    spark = get_spark(conf, args.master)
+    summary = run_pipeline(spark, conf, args)
+    print_summary(summary)
+    print(f"total:         {time.perf_counter() - start:.1f} s")
+    return 0
+
+
+if __name__ == "__main__":
+    run_main(main, None)

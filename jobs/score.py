@@ -1,0 +1,242 @@
+"""Score every user on Spark and publish the dated top-N export.
+
+    rbm-reco score --out OUT [--dt YYYY-MM-DD] [--top-k 10]
+    spark-submit jobs/score.py --out OUT ...
+
+The trained weights are broadcast once; ``mapInPandas`` turns each Arrow batch of users into a
+CSR block and calls ``rbmcore.scoring.recommend_csr``, the same function the in-process scorer
+uses. The result is published to OUT/recommendations/dt=YYYY-MM-DD/ (see jobs/export.py).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Iterator, Sequence
+from datetime import date
+from pathlib import Path
+from typing import Any
+
+if __package__ in (None, ""):
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+
+from jobs import fs, layout  # noqa: E402
+from jobs.common import (  # noqa: E402
+    JobError,
+    UsageError,
+    add_common_arguments,
+    get_spark,
+    resolve_conf,
+    run_main,
+    setup_logging,
+)
+from jobs.export import publish_date  # noqa: E402
+from jobs.ingested import load_vocabulary, require  # noqa: E402
+
+log = logging.getLogger("rbm-reco.score")
+
+_MODEL_CACHE: dict[int, Any] = {}
+
+
+def export_schema(columns: Sequence[str]) -> str:
+    extra = "".join(f", {c} float" for c in columns if c not in ("score",))
+    return f"user_id int, rank int, movie_id int, score float{extra}"
+
+
+def model_payload(loaded) -> dict[str, Any]:
+    """What the executors need, as plain numpy arrays (broadcast once per executor)."""
+    return {
+        "model_id": loaded.meta["model_id"],
+        "hyper": loaded.meta["hyperparameters"],
+        "tensors": {k: v.detach().cpu().numpy() for k, v in loaded.model.state_dict().items()},
+        "movie_ids": loaded.movie_ids,
+    }
+
+
+def model_on_worker(broadcast) -> tuple[Any, np.ndarray]:
+    """The model built from a broadcast, once per Python worker process."""
+    payload = broadcast.value  # deserialised once per worker process by pyspark
+    cached = _MODEL_CACHE.get(payload["model_id"])
+    if cached is None:
+        import torch
+
+        from rbmcore.models import model_from_tensors
+
+        tensors = {k: torch.from_numpy(np.array(v)) for k, v in payload["tensors"].items()}
+        cached = (model_from_tensors(payload["hyper"], tensors), np.asarray(payload["movie_ids"]))
+        _MODEL_CACHE.clear()
+        _MODEL_CACHE[payload["model_id"]] = cached
+    return cached
+
+
+def set_task_threads() -> None:
+    """torch threads = the cores this task holds (spark.task.cpus), not the machine's."""
+    import torch
+    from pyspark import TaskContext
+
+    ctx = TaskContext.get()
+    cpus = ctx.cpus() if ctx is not None else 1
+    if torch.get_num_threads() != cpus:
+        torch.set_num_threads(max(1, cpus))
+
+
+def make_scorer(broadcast, top_k: int, columns: list[str], fail_first_attempt: bool = False):
+    """The mapInPandas function: batches of (user_id, items, ratings) -> top-N rows."""
+
+    def score_partition(frames: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
+        from pyspark import TaskContext
+
+        from rbmcore.data import csr_from_lists
+        from rbmcore.scoring import recommend_csr
+
+        ctx = TaskContext.get()
+        if (
+            fail_first_attempt
+            and ctx is not None
+            and ctx.attemptNumber() == 0
+            and ctx.partitionId() == 0
+        ):
+            raise RuntimeError("injected failure (score.inject_failure_first_attempt = true)")
+        set_task_threads()
+        model, movie_ids = model_on_worker(broadcast)
+        for frame in frames:
+            csr = csr_from_lists(
+                frame["user_id"].to_numpy(),
+                list(frame["items"]),
+                list(frame["ratings"]),
+                len(movie_ids),
+            )
+            rec = recommend_csr(model, csr, top_k)
+            out = {
+                "user_id": rec.user_ids.astype(np.int32),
+                "rank": rec.ranks.astype(np.int32),
+                "movie_id": movie_ids[rec.items].astype(np.int32),
+                "score": rec.scores.astype(np.float32),
+            }
+            for name in columns:
+                out[name] = rec.extras[name].astype(np.float32)
+            yield pd.DataFrame(out)
+
+    return score_partition
+
+
+def output_columns(kind: str) -> list[str]:
+    """The export's extra columns for a model kind."""
+    return ["p_like", "pred_rating"] if kind == "softmax" else ["p_like"]
+
+
+def arrow_batch_rows(n_items: int, n_states: int) -> int:
+    """Users per Arrow batch: enough to keep the dense block near the scoring chunk size."""
+    from rbmcore.scoring import users_per_chunk
+
+    return max(64, min(10_000, users_per_chunk(n_items, n_states)))
+
+
+def run_score(
+    spark, conf: dict[str, Any], out: str, dt: str | None = None, model_path: str | None = None
+) -> dict[str, Any]:
+    """Score all ingested users with OUT's model and publish OUT/recommendations/dt=DT/."""
+    from rbmcore.artifact import load_model
+
+    dt = dt or date.today().isoformat()
+    validate_dt(dt)
+    top_k = int(conf["score"]["top_k"])
+    if top_k < 1:
+        raise UsageError(f"top_k must be >= 1, got {top_k}")
+    model_path = model_path or layout.model_dir(out)
+    vocab = load_vocabulary(spark, out)
+    require(spark, model_path, "model")
+    loaded = load_model(fs.download_dir(spark, model_path), vocab.checksum)
+    kind = loaded.meta["kind"]
+    columns = output_columns(kind)
+    n_states = loaded.model.n_states if hasattr(loaded.model, "n_states") else 2
+    spark.conf.set(
+        "spark.sql.execution.arrow.maxRecordsPerBatch",
+        str(arrow_batch_rows(vocab.n_items, n_states)),
+    )
+    users = spark.read.parquet(layout.train_ratings(out)).select("user_id", "items", "ratings")
+    expected_users = users.count()
+    broadcast = spark.sparkContext.broadcast(model_payload(loaded))
+    scorer = make_scorer(
+        broadcast, top_k, columns, bool(conf["score"].get("inject_failure_first_attempt", False))
+    )
+    recs = users.mapInPandas(scorer, export_schema(columns)).sortWithinPartitions("user_id", "rank")
+
+    def write(path: str) -> None:
+        recs.write.mode("overwrite").parquet(path)
+
+    def manifest(path: str) -> dict[str, Any]:
+        from pyspark.sql import functions as F
+
+        row = (
+            spark.read.parquet(path)
+            .agg(F.count("*").alias("rows"), F.countDistinct("user_id").alias("users"))
+            .first()
+        )
+        if row["users"] != expected_users:
+            raise JobError(
+                f"export has {row['users']} users but {expected_users} were ingested; "
+                "not publishing an incomplete export"
+            )
+        return {
+            "rows": int(row["rows"]),
+            "users": int(row["users"]),
+            "top_k": top_k,
+            "model_id": loaded.meta["model_id"],
+            "kind": kind,
+            "vocab_sha256": vocab.checksum,
+        }
+
+    info = publish_date(spark, layout.recommendations(out), dt, write, manifest)
+    broadcast.unpersist()
+    log.info(
+        "scored %d users, %d rows -> %s",
+        info["users"],
+        info["rows"],
+        layout.recommendations_for(out, dt),
+    )
+    return info
+
+
+def validate_dt(dt: str) -> None:
+    try:
+        date.fromisoformat(dt)
+    except ValueError as exc:
+        raise UsageError(f"--dt must be a date YYYY-MM-DD, got {dt!r}") from exc
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--out", required=True, help="run folder with ingest/ and model/")
+    parser.add_argument("--model", help="model folder (default OUT/model)")
+    parser.add_argument("--dt", help="export date YYYY-MM-DD (default: today)")
+    parser.add_argument(
+        "--top-k", type=int, dest="top_k", help="recommendations per user (default 10)"
+    )
+    add_common_arguments(parser)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="rbm-reco score",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    add_arguments(parser)
+    args = parser.parse_args(argv)
+    setup_logging(args.log_level)
+    conf = resolve_conf(args, {"score": {"top_k": args.top_k}})
+    spark = get_spark(conf, args.master)
+    info = run_score(spark, conf, args.out, args.dt, args.model)
+    print(
+        f"exported {info['rows']} rows for {info['users']} users to "
+        f"{layout.recommendations_for(args.out, info['dt'])}"
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    run_main(main, None)

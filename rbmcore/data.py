@@ -1,0 +1,168 @@
+"""Per-user sparse ratings: a compact CSR cache on the host and per-batch tensors on the device.
+
+A user's row holds only the items they rated (dense item indices) and the ratings 1..5.
+Nothing here ever builds a dense users x items matrix of the whole data.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+LIKE_THRESHOLD = 3  # like = rating >= 3 (the seed's task)
+
+
+@dataclass(frozen=True)
+class RatingsCSR:
+    """Users' ratings in CSR form on the host.
+
+    user_ids: (n_users,) int64; indptr: (n_users + 1,) int64; items: (nnz,) int64 dense item
+    indices, ascending within a row; ratings: (nnz,) int8 in 1..5; n_items: catalogue width.
+    """
+
+    user_ids: np.ndarray
+    indptr: np.ndarray
+    items: np.ndarray
+    ratings: np.ndarray
+    n_items: int
+
+    def __len__(self) -> int:
+        return len(self.user_ids)
+
+    @property
+    def nnz(self) -> int:
+        return int(self.indptr[-1])
+
+    def row_lengths(self) -> np.ndarray:
+        return np.diff(self.indptr)
+
+    def take(self, rows: np.ndarray) -> RatingsCSR:
+        """The sub-CSR of the given row positions (in that order)."""
+        rows = np.asarray(rows, dtype=np.int64)
+        lengths = self.row_lengths()[rows]
+        indptr = np.zeros(len(rows) + 1, dtype=np.int64)
+        np.cumsum(lengths, out=indptr[1:])
+        starts = self.indptr[rows]
+        gather = np.repeat(starts - indptr[:-1], lengths) + np.arange(indptr[-1], dtype=np.int64)
+        return RatingsCSR(
+            self.user_ids[rows], indptr, self.items[gather], self.ratings[gather], self.n_items
+        )
+
+    def row_of_entries(self) -> np.ndarray:
+        """(nnz,) the row position of every stored entry."""
+        return np.repeat(np.arange(len(self), dtype=np.int64), self.row_lengths())
+
+
+def csr_from_lists(
+    user_ids: Sequence[int] | np.ndarray,
+    item_lists: Sequence[np.ndarray],
+    rating_lists: Sequence[np.ndarray],
+    n_items: int,
+) -> RatingsCSR:
+    """Build a CSR from per-user arrays (e.g. a pandas column of ``array<int>`` values)."""
+    lengths = np.fromiter((len(x) for x in item_lists), dtype=np.int64, count=len(item_lists))
+    indptr = np.zeros(len(lengths) + 1, dtype=np.int64)
+    np.cumsum(lengths, out=indptr[1:])
+    items = (
+        np.concatenate(item_lists).astype(np.int64) if len(item_lists) else np.zeros(0, np.int64)
+    )
+    ratings = (
+        np.concatenate(rating_lists).astype(np.int8) if len(rating_lists) else np.zeros(0, np.int8)
+    )
+    return RatingsCSR(np.asarray(user_ids, dtype=np.int64), indptr, items, ratings, n_items)
+
+
+def csr_from_pairs(
+    users: np.ndarray, items: np.ndarray, ratings: np.ndarray, n_items: int
+) -> RatingsCSR:
+    """Build a CSR from flat (user, item, rating) triples; rows ordered by user id."""
+    order = np.lexsort((items, users))
+    users, items, ratings = users[order], items[order], ratings[order]
+    user_ids, counts = np.unique(users, return_counts=True)
+    indptr = np.zeros(len(user_ids) + 1, dtype=np.int64)
+    np.cumsum(counts, out=indptr[1:])
+    return RatingsCSR(
+        user_ids.astype(np.int64), indptr, items.astype(np.int64), ratings.astype(np.int8), n_items
+    )
+
+
+def split_holdout(
+    csr: RatingsCSR, fraction: float, rng: np.random.Generator, min_keep: int = 1
+) -> tuple[RatingsCSR, RatingsCSR]:
+    """Per-user random holdout: (kept, held_out), each with the same rows in the same order.
+
+    Every user keeps at least ``min_keep`` ratings; users with too few ratings hold out none.
+    """
+    lengths = csr.row_lengths()
+    n_out = np.floor(lengths * fraction + rng.random(len(lengths))).astype(np.int64)
+    n_out = np.clip(n_out, 0, np.maximum(lengths - min_keep, 0))
+    row = csr.row_of_entries()
+    # a random rank of each entry within its row; the lowest n_out ranks are held out
+    keys = rng.random(csr.nnz)
+    order = np.lexsort((keys, row))
+    rank_in_row = np.empty(csr.nnz, dtype=np.int64)
+    rank_in_row[order] = np.arange(csr.nnz) - np.repeat(csr.indptr[:-1], lengths)
+    held = rank_in_row < n_out[row]
+    return _mask_rows(csr, ~held), _mask_rows(csr, held)
+
+
+def _mask_rows(csr: RatingsCSR, keep: np.ndarray) -> RatingsCSR:
+    row = csr.row_of_entries()
+    counts = np.bincount(row[keep], minlength=len(csr))
+    indptr = np.zeros(len(csr) + 1, dtype=np.int64)
+    np.cumsum(counts, out=indptr[1:])
+    return RatingsCSR(csr.user_ids, indptr, csr.items[keep], csr.ratings[keep], csr.n_items)
+
+
+@dataclass(frozen=True)
+class UserBatch:
+    """One batch of users on a device, in the layout ``embedding_bag`` wants.
+
+    offsets: (batch,) start of each row in ``items``; items: (nnz,) int64; ratings: (nnz,)
+    int64 in 1..5; rows: (nnz,) row of each entry; size: batch; n_items: catalogue width.
+    """
+
+    offsets: torch.Tensor
+    items: torch.Tensor
+    ratings: torch.Tensor
+    rows: torch.Tensor
+    size: int
+    n_items: int
+
+    @property
+    def nnz(self) -> int:
+        return int(self.items.shape[0])
+
+    def dense_mask(self) -> torch.Tensor:
+        """(batch, n_items) bool, True where the user rated the item. One batch only."""
+        mask = torch.zeros(self.size, self.n_items, dtype=torch.bool, device=self.items.device)
+        mask[self.rows, self.items] = True
+        return mask
+
+
+def to_batch(csr: RatingsCSR, device: torch.device | str = "cpu") -> UserBatch:
+    """Move a (small) CSR onto ``device`` as a ``UserBatch``."""
+    return UserBatch(
+        offsets=torch.as_tensor(csr.indptr[:-1], dtype=torch.int64, device=device),
+        items=torch.as_tensor(csr.items, dtype=torch.int64, device=device),
+        ratings=torch.as_tensor(csr.ratings, dtype=torch.int64, device=device),
+        rows=torch.as_tensor(csr.row_of_entries(), dtype=torch.int64, device=device),
+        size=len(csr),
+        n_items=csr.n_items,
+    )
+
+
+def iter_row_chunks(n_rows: int, chunk: int) -> list[np.ndarray]:
+    """Consecutive row positions in chunks of ``chunk`` (the last may be shorter)."""
+    return [np.arange(s, min(s + chunk, n_rows)) for s in range(0, n_rows, chunk)]
+
+
+def batches_from_assignment(batch_ids: np.ndarray) -> list[np.ndarray]:
+    """Row positions grouped by the ingest's batch assignment, ordered by batch id."""
+    order = np.argsort(batch_ids, kind="stable")
+    sorted_ids = batch_ids[order]
+    cuts = np.flatnonzero(np.diff(sorted_ids)) + 1
+    return np.split(order, cuts)

@@ -1,0 +1,213 @@
+"""Evaluation metrics of the protocol in DESIGN section 5, on flat numpy arrays.
+
+Everything is vectorised (sorts, ``np.unique``, ``np.bincount``), so it scales to
+millions of (user, item) rows without per-user Python loops.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+__all__ = ["auc", "like_error", "like_from_rating", "mae", "ranking_metrics", "rmse"]
+
+
+def _pair_keys(
+    users_a: np.ndarray, items_a: np.ndarray, users_b: np.ndarray, items_b: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Encode two sets of (user, item) pairs as comparable int64 keys.
+
+    Non-negative integer ids whose product range fits in int64 are combined directly;
+    anything else (negative, huge or non-integer ids) is factorised jointly first.
+    """
+    users = np.concatenate([users_a, users_b])
+    items = np.concatenate([items_a, items_b])
+    n = len(users_a)
+    if len(users) == 0:
+        return np.zeros(0, np.int64), np.zeros(0, np.int64)
+    if (
+        np.issubdtype(users.dtype, np.integer)
+        and np.issubdtype(items.dtype, np.integer)
+        and users.min() >= 0
+        and items.min() >= 0
+        and (int(users.max()) + 1) * (int(items.max()) + 1) < 2**62
+    ):
+        width = np.int64(int(items.max()) + 1)
+        keys = users.astype(np.int64) * width + items.astype(np.int64)
+        return keys[:n], keys[n:]
+    _, u_inv = np.unique(users, return_inverse=True)
+    i_all, i_inv = np.unique(items, return_inverse=True)
+    keys = u_inv.astype(np.int64).ravel() * np.int64(len(i_all)) + i_inv.astype(np.int64).ravel()
+    return keys[:n], keys[n:]
+
+
+def ranking_metrics(
+    rec_users: np.ndarray,
+    rec_items: np.ndarray,
+    rec_ranks: np.ndarray,
+    rel_users: np.ndarray,
+    rel_items: np.ndarray,
+    k: int = 10,
+) -> dict[str, float]:
+    """Top-k ranking quality, averaged over users with at least one relevant item.
+
+    Parameters
+    ----------
+    rec_users, rec_items, rec_ranks : ndarray of shape (n_recs,)
+        Recommendations, one row per (user, item) with its rank 1..N (1 = best).
+        A user's ranks are assumed distinct and an item recommended at most once.
+        Only rows with ``rank <= k`` count.
+    rel_users, rel_items : ndarray of shape (n_rel,)
+        Relevant (user, item) pairs, e.g. the test set. Duplicates are ignored.
+    k : int
+        Cut-off.
+
+    Returns
+    -------
+    dict
+        ``precision`` (hits / k), ``recall`` (hits / #relevant), ``ndcg`` (binary gain,
+        ``1 / log2(rank + 1)`` discount, ideal DCG over ``min(k, #relevant)`` hits),
+        ``map`` (AP@k = sum over hits of precision at the hit's rank, divided by
+        ``min(k, #relevant)``), each averaged over the ``n_users`` users that have a
+        relevant item. Such users without recommendations score 0; recommendations of
+        users without relevant items are ignored. Metrics are nan when ``n_users == 0``.
+    """
+    if k < 1:
+        raise ValueError(f"k must be >= 1, got {k}")
+    rec_users = np.asarray(rec_users).ravel()
+    rec_items = np.asarray(rec_items).ravel()
+    rec_ranks = np.asarray(rec_ranks).ravel()
+    rel_users = np.asarray(rel_users).ravel()
+    rel_items = np.asarray(rel_items).ravel()
+    if not (len(rec_users) == len(rec_items) == len(rec_ranks)):
+        raise ValueError("rec_users, rec_items and rec_ranks must have the same length")
+    if len(rel_users) != len(rel_items):
+        raise ValueError("rel_users and rel_items must have the same length")
+
+    if len(rec_ranks) and rec_ranks.min() < 1:
+        raise ValueError("ranks start at 1")
+    keep = rec_ranks <= k
+    rec_users, rec_items, rec_ranks = rec_users[keep], rec_items[keep], rec_ranks[keep]
+
+    rec_keys, rel_keys = _pair_keys(rec_users, rec_items, rel_users, rel_items)
+    rel_keys, first = np.unique(rel_keys, return_index=True)
+    rel_users = rel_users[first]
+
+    # Users that count, and their number of relevant items.
+    eval_users, n_rel = np.unique(rel_users, return_counts=True)
+    n_users = len(eval_users)
+    if n_users == 0:
+        nan = float("nan")
+        return {"precision": nan, "recall": nan, "ndcg": nan, "map": nan, "n_users": 0}
+
+    # Hits: recommended pairs that are relevant (this also drops users without relevant items).
+    # rel_keys is sorted and unique: membership by binary search.
+    at = np.searchsorted(rel_keys, rec_keys)
+    hit = rel_keys[np.minimum(at, len(rel_keys) - 1)] == rec_keys
+    h_users = rec_users[hit]
+    h_ranks = rec_ranks[hit].astype(np.int64)
+    h_uidx = np.searchsorted(eval_users, h_users)
+
+    n_hits = np.bincount(h_uidx, minlength=n_users).astype(np.float64)
+    dcg = np.bincount(h_uidx, weights=1.0 / np.log2(h_ranks + 1.0), minlength=n_users)
+
+    # Precision at each hit's rank: (number of hits of that user at ranks <= rank) / rank.
+    order = np.lexsort((h_ranks, h_uidx))
+    s_uidx, s_ranks = h_uidx[order], h_ranks[order]
+    pos = np.arange(len(s_uidx))
+    group_start = np.searchsorted(s_uidx, s_uidx, side="left")
+    cum_hits = pos - group_start + 1
+    ap_sum = np.bincount(s_uidx, weights=cum_hits / s_ranks, minlength=n_users)
+
+    denom = np.minimum(n_rel, k)
+    ideal = np.concatenate([[0.0], np.cumsum(1.0 / np.log2(np.arange(2, k + 2)))])
+    idcg = ideal[denom]
+
+    return {
+        "precision": float(np.mean(n_hits / k)),
+        "recall": float(np.mean(n_hits / n_rel)),
+        "ndcg": float(np.mean(dcg / idcg)),
+        "map": float(np.mean(ap_sum / denom)),
+        "n_users": int(n_users),
+    }
+
+
+def like_error(users: np.ndarray, like_true: np.ndarray, p_like: np.ndarray) -> float:
+    """The seed's test loss, made deterministic: per-user mean error, averaged over users.
+
+    Parameters
+    ----------
+    users : ndarray of shape (n_pairs,)
+        User id of each test pair.
+    like_true : ndarray of shape (n_pairs,)
+        1 if the user liked the movie (rating >= 3), else 0.
+    p_like : ndarray of shape (n_pairs,)
+        Predicted probability of a like (a 0/1 prediction works too); predicted like
+        is ``p_like >= 0.5``.
+
+    Returns
+    -------
+    float
+        ``mean_u mean_{i in u} |1[p_like >= 0.5] - like_true|``; nan for no pairs.
+    """
+    users = np.asarray(users).ravel()
+    like_true = np.asarray(like_true).ravel()
+    p_like = np.asarray(p_like).ravel()
+    if not (len(users) == len(like_true) == len(p_like)):
+        raise ValueError("users, like_true and p_like must have the same length")
+    if len(users) == 0:
+        return float("nan")
+    err = np.abs((p_like >= 0.5).astype(np.float64) - like_true.astype(np.float64))
+    _, inv, counts = np.unique(users, return_inverse=True, return_counts=True)
+    per_user = np.bincount(inv, weights=err) / counts
+    return float(per_user.mean())
+
+
+def auc(y_true: np.ndarray, scores: np.ndarray) -> float:
+    """Area under the ROC curve via the Mann-Whitney U statistic.
+
+    Parameters
+    ----------
+    y_true : ndarray of shape (n,)
+        Binary labels (nonzero / True = positive).
+    scores : ndarray of shape (n,)
+        Scores, higher = more likely positive. Ties get the average rank, i.e. a
+        tied (positive, negative) pair counts 1/2.
+
+    Returns
+    -------
+    float
+        P(score of a random positive > score of a random negative); nan if either
+        class is absent.
+    """
+    y = np.asarray(y_true).ravel().astype(bool)
+    s = np.asarray(scores).ravel()
+    if len(y) != len(s):
+        raise ValueError("y_true and scores must have the same length")
+    n_pos = int(y.sum())
+    n_neg = len(y) - n_pos
+    if n_pos == 0 or n_neg == 0:
+        return float("nan")
+    _, inv, counts = np.unique(s, return_inverse=True, return_counts=True)
+    # Average 1-based rank of each distinct score value.
+    ends = np.cumsum(counts).astype(np.float64)
+    avg_rank = ends - (counts - 1) / 2.0
+    rank_sum_pos = avg_rank[inv[y]].sum()
+    u = rank_sum_pos - n_pos * (n_pos + 1) / 2.0
+    return float(u / (n_pos * n_neg))
+
+
+def rmse(y: np.ndarray, pred: np.ndarray) -> float:
+    """Root mean squared error; ``y``, ``pred`` of shape (n,)."""
+    d = np.asarray(y, dtype=np.float64).ravel() - np.asarray(pred, dtype=np.float64).ravel()
+    return float(np.sqrt(np.mean(d * d)))
+
+
+def mae(y: np.ndarray, pred: np.ndarray) -> float:
+    """Mean absolute error; ``y``, ``pred`` of shape (n,)."""
+    d = np.asarray(y, dtype=np.float64).ravel() - np.asarray(pred, dtype=np.float64).ravel()
+    return float(np.mean(np.abs(d)))
+
+
+def like_from_rating(ratings: np.ndarray) -> np.ndarray:
+    """Binary like label: 1 where ``rating >= 3``, else 0; int8 array of the input's shape."""
+    return (np.asarray(ratings) >= 3).astype(np.int8)
