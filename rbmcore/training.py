@@ -111,7 +111,16 @@ def selection_metric(record: dict[str, Any]) -> float:
 class Trainer:
     """Runs CD epochs over fixed user batches, tracks validation and keeps the best weights."""
 
-    def __init__(self, model: torch.nn.Module, config: TrainConfig, device: torch.device) -> None:
+    def __init__(
+        self,
+        model: torch.nn.Module,
+        config: TrainConfig,
+        device: torch.device,
+        after_backward: Callable[[torch.nn.Module], None] | None = None,
+    ) -> None:
+        """``after_backward(model)`` runs between backward and the optimiser step (e.g. an
+        all-reduce of the gradients in data-parallel training)."""
+        self.after_backward = after_backward
         self.model = model.to(device)
         self.config = config
         self.device = device
@@ -148,6 +157,8 @@ class Trainer:
                 count += batch.nnz
             self.optimizer.zero_grad(set_to_none=True)
             self.model.cd_loss(batch, k, generator).backward()
+            if self.after_backward is not None:
+                self.after_backward(self.model)
             self.optimizer.step()
         self.model.eval()
         return total / max(count, 1)
