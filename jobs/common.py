@@ -156,7 +156,9 @@ def get_spark(conf: dict[str, Any], master: str | None = None):
     if chosen:
         builder = builder.master(chosen)
     if chosen and chosen.startswith("local"):
-        # Python workers must run this interpreter, the one that has pyarrow and torch.
+        # Python workers must run this interpreter, the one that has pyarrow and torch;
+        # local mode stays on the loopback interface.
+        os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
         os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
         os.environ.setdefault("PYSPARK_DRIVER_PYTHON", sys.executable)
         builder = builder.config("spark.pyspark.python", os.environ["PYSPARK_PYTHON"])
