@@ -132,15 +132,6 @@ MOVIE_REASONS = (
 
 MIN_RATING, MAX_RATING = 1, 5
 
-QUARANTINE_SCHEMA = T.StructType(
-    [
-        T.StructField("input", T.StringType(), False),
-        T.StructField("source", T.StringType(), True),
-        T.StructField("line", T.StringType(), True),
-        T.StructField("reason", T.StringType(), False),
-    ]
-)
-
 # --------------------------------------------------------------------------- CLI
 
 
@@ -184,6 +175,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         args,
         {"ingest": {"max_bad_fraction": args.max_bad_fraction, "batch_size": args.batch_size}},
     )
+    _conf_values(conf)  # a bad value fails before Spark starts
     spark = get_spark(conf, args.master)
     summary = run_ingest(spark, conf, args.ratings, args.out, test=args.test, movies=args.movies)
     print(summary_line(summary))
@@ -289,10 +281,11 @@ def parse_ratings(lines: DataFrame) -> DataFrame:
     checks += [
         (r.rlike(_BLANK), EMPTY_RATING),
         (~r.rlike(_DECIMAL), NON_NUMERIC_RATING),
-        (rd != F.floor(rd), NON_INTEGER_RATING),
+        (rd != F.rint(rd), NON_INTEGER_RATING),
         ((rd < MIN_RATING) | (rd > MAX_RATING), RATING_OUT_OF_RANGE),
         (tv.isNull() & ~t.rlike(_INTEGER), NON_NUMERIC_TIMESTAMP),
-        (tv.isNull() | (F.abs(tv) > MAX_ABS_TIMESTAMP), TIMESTAMP_OUT_OF_RANGE),
+        (tv.isNull(), TIMESTAMP_OUT_OF_RANGE),
+        (~tv.between(-MAX_ABS_TIMESTAMP, MAX_ABS_TIMESTAMP), TIMESTAMP_OUT_OF_RANGE),
     ]
     with_reason = valued.withColumns(
         {"_fast": fast, "reason": F.when(fast, F.lit(None)).otherwise(_first_reason(checks))}

@@ -61,6 +61,7 @@ TINY_TEST = [
     "30{d}100{d}5{d}2002",  # duplicate, older
     "30{d}100{d}3{d}2003",  # duplicate, later: kept
     "40{d}100{d}4{d}2004",  # unknown user
+    "50{d}999{d}3{d}2007",  # unknown user and unknown movie: counted as an unknown user
     "20{d}999{d}4{d}2005",  # unknown movie
     "20{d}x{d}4{d}2006",  # quarantined: non-numeric movie id
 ]
@@ -164,13 +165,13 @@ def test_tiny_test_split_maps_through_train_vocabulary(spark, tiny_run):
     summary, out, delim = tiny_run
     assert rows(spark, out / "ingest" / "test", "user_id") == EXPECTED_TEST
     expected = {
-        "lines_read": 7,
-        "accepted": 6,
+        "lines_read": 8,
+        "accepted": 7,
         "quarantined": 1,
         "reasons": {"non-numeric movie id": 1},
         "duplicates_dropped": 1,
-        "ratings": 5,
-        "unknown_user_pairs": 1,
+        "ratings": 6,
+        "unknown_user_pairs": 2,
         "unknown_item_pairs": 1,
         "pairs": 3,
         "pairs_also_in_train": 1,
@@ -213,9 +214,16 @@ HOSTILE = [
     ("1::-5::3::5", "non-positive movie id"),
     ("1::0::3::5", "non-positive movie id"),
     ("3000000000::1::3::5", "user id out of range"),
+    ("99999999999999999999::1::3::5", "user id out of range"),
+    ("1::2147483648::3::5", "movie id out of range"),
+    ("1::1::99999999999999999999::5", "rating out of range"),
+    ("1::1::3::-9223372036854775808", "timestamp out of range"),
+    ("1::1::3::99999999999999999999", "timestamp out of range"),
     ("1::1::0::5", "rating out of range"),
     ("1::1::6::5", "rating out of range"),
     ("1::1::3.5::5", "non-integer rating"),
+    ("1::1::0.5::5", "non-integer rating"),
+    ("1::1::NaN::5", "non-numeric rating"),
     ("1::1::::5", "empty rating"),
     ("1::1::abc::5", "non-numeric rating"),
     ("1::1::3::yesterday", "non-numeric timestamp"),
@@ -248,7 +256,7 @@ def test_hostile_lines_each_quarantined_with_its_reason(spark, hostile_run):
     assert summary["accepted"] == len(HOSTILE) - bad
     assert summary["accepted"] + summary["quarantined"] == summary["lines_read"]
     assert sum(summary["reasons"].values()) == bad
-    assert summary["reasons"]["rating out of range"] == 2
+    assert summary["reasons"]["rating out of range"] == 3
     assert summary["bad_fraction"] == pytest.approx(bad / len(HOSTILE), abs=1e-6)
 
 
@@ -273,7 +281,7 @@ def test_hostile_accepted_lines_and_duplicates(spark, hostile_run):
     assert summary["ratings"] == 7
 
 
-# --------------------------------------------------------------------------- files: compressed, dirs, globs
+# ------------------------------------------------------------------------ compressed, dirs, globs
 
 
 def part_lines(user: int) -> list[str]:
@@ -286,7 +294,7 @@ def part_lines(user: int) -> list[str]:
 
 @pytest.fixture(scope="module")
 def parts_dir(tmp_path_factory) -> Path:
-    """12 part files (users 1..12): part-00003 gzip, part-00007 bz2 (with one bad line), a _SUCCESS."""
+    """12 part files (users 1..12): part-00003 gzip, part-00007 bz2 with one bad line, _SUCCESS."""
     root = tmp_path_factory.mktemp("parts") / "ratings"
     root.mkdir()
     for i in range(12):
@@ -387,7 +395,7 @@ def test_batch_assignment_sizes_and_determinism(spark):
     assert sorted(u for u, b in first.items() if b == 0) != list(range(1, 65))
 
 
-# --------------------------------------------------------------------------- CLI on MovieLens 100k u1
+# --------------------------------------------------------------------------- CLI on ml-100k u1
 
 
 def test_cli_on_u1_matches_pandas_reference(spark, ml100k_dat, tmp_path):
