@@ -28,7 +28,7 @@ DEFAULT_CONF: dict[str, Any] = {
         },
     },
     "ingest": {"max_bad_fraction": 0.01, "batch_size": 100},
-    "train": {"kind": "binary", "seed": 42, "device": "auto"},
+    "train": {"seed": 42, "device": "auto"},  # the kind's defaults: rbmcore.training
     "score": {"top_k": 10},
 }
 

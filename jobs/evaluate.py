@@ -48,33 +48,44 @@ PREDICTION_SCHEMA = "user_id int, movie_id int, rating int, p_like float, pred_r
 
 
 def make_predictor(broadcast):
-    """mapInPandas: rows (user_id, items, ratings, test_items, test_ratings) -> one row per
+    """mapInArrow: rows (user_id, items, ratings, test_items, test_ratings) -> one row per
     test pair with p_like and pred_rating (NaN when the model predicts no ratings)."""
 
-    def predict_partition(frames: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
-        from rbmcore.data import csr_from_lists
+    def predict_partition(batches: Iterator[Any]) -> Iterator[Any]:
+        import pyarrow as pa
+
+        from jobs.ingested import csr_from_arrow
         from rbmcore.scoring import predict_csr
 
         set_task_threads()
         model, movie_ids = model_on_worker(broadcast)
         n_items = len(movie_ids)
-        for frame in frames:
-            users = frame["user_id"].to_numpy()
-            context = csr_from_lists(users, list(frame["items"]), list(frame["ratings"]), n_items)
-            queries = csr_from_lists(
-                users, list(frame["test_items"]), list(frame["test_ratings"]), n_items
+        schema = pa.schema(
+            [("user_id", pa.int32()), ("movie_id", pa.int32()), ("rating", pa.int32())]
+            + [("p_like", pa.float32()), ("pred_rating", pa.float32())]
+        )
+        for batch in batches:
+            if batch.num_rows == 0:
+                continue
+            context = csr_from_arrow(batch, n_items)
+            queries = csr_from_arrow(
+                pa.RecordBatch.from_arrays(
+                    [batch.column("user_id"), batch.column("test_items")]
+                    + [batch.column("test_ratings")],
+                    ["user_id", "items", "ratings"],
+                ),
+                n_items,
             )
             preds = predict_csr(model, context, queries)
             n = queries.nnz
-            yield pd.DataFrame(
-                {
-                    "user_id": np.repeat(users, queries.row_lengths()).astype(np.int32),
-                    "movie_id": movie_ids[queries.items].astype(np.int32),
-                    "rating": queries.ratings.astype(np.int32),
-                    "p_like": preds["p_like"].astype(np.float32),
-                    "pred_rating": preds.get("pred_rating", np.full(n, np.nan)).astype(np.float32),
-                }
-            )
+            arrays = [
+                np.repeat(context.user_ids, queries.row_lengths()).astype(np.int32),
+                movie_ids[queries.items].astype(np.int32),
+                queries.ratings.astype(np.int32),
+                preds["p_like"].astype(np.float32),
+                preds.get("pred_rating", np.full(n, np.nan)).astype(np.float32),
+            ]
+            yield pa.RecordBatch.from_arrays([pa.array(a) for a in arrays], schema=schema)
 
     return predict_partition
 
@@ -128,7 +139,7 @@ def run_evaluate(
         "user_id", F.col("items").alias("test_items"), F.col("ratings").alias("test_ratings")
     )
     broadcast = spark.sparkContext.broadcast(model_payload(loaded))
-    predictions = train.join(test, "user_id").mapInPandas(
+    predictions = train.join(test, "user_id").mapInArrow(
         make_predictor(broadcast), PREDICTION_SCHEMA
     )
     predictions.write.mode("overwrite").parquet(layout.predictions(out))

@@ -14,24 +14,38 @@ LOSS_PLOT = "training.png"
 
 
 def plot_training(history: list[dict[str, Any]], path: str | Path, title: str = "") -> None:
-    """Train loss and validation numbers per epoch, one PNG."""
-    epochs = [r["epoch"] for r in history]
-    fig, (left, right) = plt.subplots(1, 2, figsize=(10, 4))
-    left.plot(epochs, [r["train_loss"] for r in history], label="train loss (reconstruction NLL)")
-    if history and "val" in history[0]:
-        left.plot(epochs, [r["val"].get("like_nll") for r in history], label="validation like NLL")
-        for name in ("like_error", "auc", "rmse", "ndcg"):
-            if name in history[0]["val"]:
-                right.plot(epochs, [r["val"][name] for r in history], label=f"validation {name}")
-    left.set_xlabel("epoch")
-    right.set_xlabel("epoch")
-    left.legend()
-    if right.lines:
-        right.legend()
+    """Train loss and validation numbers per epoch, one PNG; one row of panels per trained
+    part (a hybrid's ``rated`` and ``like`` parts), the ranking metric (validation nDCG@10)
+    where the part tracks it."""
+    parts = list(dict.fromkeys(r.get("part", "") for r in history)) or [""]
+    fig, axes = plt.subplots(len(parts), 2, figsize=(10, 4 * len(parts)), squeeze=False)
+    for (left, right), part in zip(axes, parts, strict=True):
+        _plot_part([r for r in history if r.get("part", "") == part], left, right, part)
     fig.suptitle(title)
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)
+
+
+def _plot_part(history: list[dict[str, Any]], left, right, part: str) -> None:
+    epochs = [r["epoch"] for r in history]
+    left.plot(epochs, [r["train_loss"] for r in history], label="train loss (reconstruction NLL)")
+    val = history[0].get("val", {}) if history else {}
+    if "like_nll" in val:
+        left.plot(epochs, [r["val"].get("like_nll") for r in history], label="validation like NLL")
+    for name in ("like_error", "auc", "rmse", "ndcg", "precision"):
+        if name in val:
+            label = (
+                f"validation {name}@10" if name in ("ndcg", "precision") else f"validation {name}"
+            )
+            right.plot(epochs, [r["val"][name] for r in history], label=label)
+    prefix = f"{part}: " if part else ""
+    left.set_title(f"{prefix}loss")
+    right.set_title(f"{prefix}validation")
+    for ax in (left, right):
+        ax.set_xlabel("epoch")
+        if ax.lines:
+            ax.legend()
 
 
 def metrics_markdown(metrics: dict[str, Any], plot_rel_path: str | None) -> str:

@@ -3,7 +3,7 @@
     rbm-reco score --out OUT [--dt YYYY-MM-DD] [--top-k 10]
     spark-submit jobs/score.py --out OUT ...
 
-The trained weights are broadcast once; ``mapInPandas`` turns each Arrow batch of users into a
+The trained weights are broadcast once; ``mapInArrow`` turns each Arrow batch of users into a
 CSR block and calls ``rbmcore.scoring.recommend_csr``, the same function the in-process scorer
 uses. The result is published to OUT/recommendations/dt=YYYY-MM-DD/ (see jobs/export.py).
 """
@@ -22,7 +22,6 @@ if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
 
 from jobs import fs, layout  # noqa: E402
 from jobs.common import (  # noqa: E402
@@ -84,13 +83,27 @@ def set_task_threads() -> None:
         torch.set_num_threads(max(1, cpus))
 
 
-def make_scorer(broadcast, top_k: int, columns: list[str], fail_first_attempt: bool = False):
-    """The mapInPandas function: batches of (user_id, items, ratings) -> top-N rows."""
+def export_arrow_schema(columns: Sequence[str]):
+    """The Arrow schema of ``export_schema`` (what the mapInArrow function yields)."""
+    import pyarrow as pa
 
-    def score_partition(frames: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
+    fields = [("user_id", pa.int32()), ("rank", pa.int32()), ("movie_id", pa.int32())]
+    fields += [("score", pa.float32())] + [(c, pa.float32()) for c in columns if c != "score"]
+    return pa.schema(fields)
+
+
+def make_scorer(broadcast, top_k: int, columns: list[str], fail_first_attempt: bool = False):
+    """The mapInArrow function: Arrow batches of (user_id, items, ratings) -> top-N rows.
+
+    Each batch's list columns become a CSR through their offsets (no per-user Python loop);
+    ``recommend_csr`` scores it in dense chunks.
+    """
+
+    def score_partition(batches: Iterator[Any]) -> Iterator[Any]:
+        import pyarrow as pa
         from pyspark import TaskContext
 
-        from rbmcore.data import csr_from_lists
+        from jobs.ingested import csr_from_arrow
         from rbmcore.scoring import recommend_csr
 
         ctx = TaskContext.get()
@@ -103,37 +116,58 @@ def make_scorer(broadcast, top_k: int, columns: list[str], fail_first_attempt: b
             raise RuntimeError("injected failure (score.inject_failure_first_attempt = true)")
         set_task_threads()
         model, movie_ids = model_on_worker(broadcast)
-        for frame in frames:
-            csr = csr_from_lists(
-                frame["user_id"].to_numpy(),
-                list(frame["items"]),
-                list(frame["ratings"]),
-                len(movie_ids),
-            )
+        schema = export_arrow_schema(columns)
+        for batch in batches:
+            if batch.num_rows == 0:
+                continue
+            csr = csr_from_arrow(batch, len(movie_ids))
             rec = recommend_csr(model, csr, top_k)
-            out = {
-                "user_id": rec.user_ids.astype(np.int32),
-                "rank": rec.ranks.astype(np.int32),
-                "movie_id": movie_ids[rec.items].astype(np.int32),
-                "score": rec.scores.astype(np.float32),
-            }
-            for name in columns:
-                out[name] = rec.extras[name].astype(np.float32)
-            yield pd.DataFrame(out)
+            arrays = [
+                rec.user_ids.astype(np.int32),
+                rec.ranks.astype(np.int32),
+                movie_ids[rec.items].astype(np.int32),
+                rec.scores.astype(np.float32),
+            ] + [rec.extras[name].astype(np.float32) for name in columns if name != "score"]
+            yield pa.RecordBatch.from_arrays([pa.array(a) for a in arrays], schema=schema)
 
     return score_partition
 
 
+OUTPUT_COLUMNS = {
+    "binary": ["p_like"],
+    "softmax": ["p_like", "pred_rating"],
+    "rated": ["p_rated"],
+    "hybrid": ["p_rated", "p_like", "pred_rating"],
+}
+
+
 def output_columns(kind: str) -> list[str]:
-    """The export's extra columns for a model kind."""
-    return ["p_like", "pred_rating"] if kind == "softmax" else ["p_like"]
+    """The export's extra columns for a model kind (``score`` is always there): ``p_like``
+    for like models, ``pred_rating`` for rating models (NaN in a hybrid whose like part is
+    binary), ``p_rated`` (P(the user rates the movie)) for the rated and hybrid kinds."""
+    return list(OUTPUT_COLUMNS.get(kind, ["p_like"]))
 
 
 def arrow_batch_rows(n_items: int, n_states: int) -> int:
-    """Users per Arrow batch: enough to keep the dense block near the scoring chunk size."""
-    from rbmcore.scoring import users_per_chunk
+    """Users per Arrow batch, from the catalogue width: a few scoring chunks' worth.
 
-    return max(64, min(10_000, users_per_chunk(n_items, n_states)))
+    The input rows are sparse (a user's rated items only) and the dense block is bounded by
+    ``recommend_csr``'s chunking, so a batch holds several chunks to amortise the per-batch
+    cost; a wide catalogue means smaller chunks and so smaller batches.
+    """
+    from rbmcore.scoring import fast_users_per_chunk, users_per_chunk
+
+    chunk = fast_users_per_chunk(n_items) if n_states == 2 else users_per_chunk(n_items, n_states)
+    return max(256, min(10_000, 4 * chunk))
+
+
+def balanced_input(spark, users):
+    """At least two tasks per core: a small input (one Parquet file, say) is repartitioned
+    round-robin so every core scores; a large one keeps its file splits (no shuffle)."""
+    cores = max(1, spark.sparkContext.defaultParallelism)
+    if users.rdd.getNumPartitions() < 2 * cores:
+        return users.repartition(2 * cores)
+    return users
 
 
 def run_score(
@@ -160,11 +194,12 @@ def run_score(
     )
     users = spark.read.parquet(layout.train_ratings(out)).select("user_id", "items", "ratings")
     expected_users = users.count()
+    users = balanced_input(spark, users)
     broadcast = spark.sparkContext.broadcast(model_payload(loaded))
     scorer = make_scorer(
         broadcast, top_k, columns, bool(conf["score"].get("inject_failure_first_attempt", False))
     )
-    recs = users.mapInPandas(scorer, export_schema(columns)).sortWithinPartitions("user_id", "rank")
+    recs = users.mapInArrow(scorer, export_schema(columns)).sortWithinPartitions("user_id", "rank")
 
     def write(path: str) -> None:
         recs.write.mode("overwrite").parquet(path)
@@ -189,6 +224,7 @@ def run_score(
             "model_id": loaded.meta["model_id"],
             "kind": kind,
             "vocab_sha256": vocab.checksum,
+            "ingest": ingest_counts(spark, out),
         }
 
     info = publish_date(spark, layout.recommendations(out), dt, write, manifest)
@@ -200,6 +236,20 @@ def run_score(
         layout.recommendations_for(out, dt),
     )
     return info
+
+
+INGEST_COUNTS = ("lines_read", "accepted", "quarantined", "duplicates_dropped", "bad_fraction")
+
+
+def ingest_counts(spark, out: str) -> dict[str, Any] | None:
+    """The ingest counts for the manifest, from OUT/ingest_summary.json (None without one)."""
+    path = layout.ingest_summary(out)
+    if not fs.exists(spark, path):
+        return None
+    summary = fs.read_json(spark, path)
+    counts = {key: summary.get(key) for key in INGEST_COUNTS}
+    counts["quarantine"] = layout.quarantine(out)
+    return counts
 
 
 def validate_dt(dt: str) -> None:

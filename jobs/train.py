@@ -37,24 +37,46 @@ from jobs.common import (  # noqa: E402
     run_main,
     setup_logging,
 )
-from jobs.ingested import align_rows, load_user_rows, load_vocabulary  # noqa: E402
+from jobs.ingested import (  # noqa: E402
+    DEFAULT_CACHE_BUDGET_MB,
+    StreamingBatches,
+    align_rows,
+    choose_cache,
+    load_user_rows,
+    load_user_rows_of,
+    load_vocabulary,
+    require,
+)
 from jobs.report import LOSS_PLOT, plot_training  # noqa: E402
-from rbmcore.checkpoint import has_checkpoint, load_checkpoint, save_checkpoint  # noqa: E402
+from rbmcore.checkpoint import (  # noqa: E402
+    checkpoint_epoch,
+    has_checkpoint,
+    load_checkpoint,
+    save_checkpoint,
+)
 from rbmcore.data import batches_from_assignment, split_holdout  # noqa: E402
 from rbmcore.device import choose_device  # noqa: E402
-from rbmcore.models import KINDS, build_model  # noqa: E402
+from rbmcore.hybrid import HybridTrainer, choose_alpha, model_for_config  # noqa: E402
+from rbmcore.models import KINDS  # noqa: E402
 from rbmcore.training import TrainConfig, Trainer  # noqa: E402
 
 log = logging.getLogger("rbm-reco.train")
 
 
+# [train] keys this job reads itself (not TrainConfig's): the number of data-parallel training
+# processes on the executors (0 = train on the driver) and whether they use GPUs; how the
+# training data are held (cache = auto/memory/stream, cache_budget_mb; load_training_data).
+JOB_KEYS = frozenset({"distributed", "distributed_gpu", "cache", "cache_budget_mb"})
+
+
 def train_config_from(conf: dict[str, Any]) -> TrainConfig:
     """The [train] table as a TrainConfig; unknown keys are an error, not silently ignored."""
     fields = {f.name for f in dataclasses.fields(TrainConfig)}
-    unknown = sorted(set(conf.get("train", {})) - fields)
+    settings = {k: v for k, v in conf.get("train", {}).items() if k not in JOB_KEYS}
+    unknown = sorted(set(settings) - fields)
     if unknown:
         raise UsageError(f"unknown [train] settings: {', '.join(unknown)}; known: {sorted(fields)}")
-    config = TrainConfig(**conf.get("train", {}))
+    config = TrainConfig(**settings)
     if config.kind not in KINDS:
         raise UsageError(f"unknown model kind {config.kind!r}; choose one of {', '.join(KINDS)}")
     return config
@@ -67,30 +89,51 @@ def checkpoint_dir(model_path: str) -> str:
     return os.path.join(tempfile.gettempdir(), "rbm-reco-checkpoints", str(abs(hash(model_path))))
 
 
-def run_train(
-    spark, conf: dict[str, Any], out: str, model_path: str | None = None, resume: bool = False
-) -> dict[str, Any]:
-    """Train on OUT's ingested data; returns the saved model's metadata."""
-    config = train_config_from(conf)
-    device = choose_device(config.device)
-    model_path = model_path or layout.model_dir(out)
-    vocab = load_vocabulary(spark, out)
-    train, batch_ids = load_user_rows(spark, layout.train_ratings(out), vocab.n_items, True)
+def load_training_data(spark, conf: dict[str, Any], config: TrainConfig, out: str, n_items: int):
+    """The training data, held in memory or streamed (``train.cache``; DESIGN section 4).
+
+    Returns (fit_part, batches, validation, test, n_users, n_ratings). ``memory``: the whole
+    CSR on the driver, ``batches`` its row positions per ingest batch, validation and test
+    over every user. ``stream``: ``batches`` is a ``StreamingBatches`` that reads a bounded
+    group of batches from the Parquet at a time (the driver's memory does not grow with the
+    number of users); validation, test and the visible-bias initialisation (``fit_part``)
+    use a bounded sample of users (the lowest batch ids, a quarter of the budget).
+    ``auto`` (the default) streams when the in-memory data would exceed
+    ``train.cache_budget_mb`` (default 2048).
+    """
+    settings = conf.get("train", {})
+    budget_mb = float(settings.get("cache_budget_mb", DEFAULT_CACHE_BUDGET_MB))
+    path = layout.train_ratings(out)
+    require(spark, path, "ingested ratings")
+    mode = choose_cache(path, str(settings.get("cache", "auto")), budget_mb)
+    if mode == "stream":
+        budget = int(budget_mb * 2**20)
+        stream = StreamingBatches(
+            path, n_items, group_bytes=budget // 4, holdout=config.val_fraction, seed=config.seed
+        )
+        if len(stream) == 0:
+            raise JobError("no training users in the ingested data")
+        fit_part, held, sample_users = stream.sample(budget // 4)
+        validation = (fit_part, held) if config.val_fraction > 0 else None
+        test = None
+        if fs.exists(spark, layout.test_ratings(out)):
+            test_rows = load_user_rows_of(layout.test_ratings(out), n_items, sample_users)
+            test = align_rows(fit_part, test_rows)
+        log.info(
+            "streaming the training data in groups of about %d MB (%d batches); validation "
+            "and test on a sample of %d users",
+            budget // 4 // 2**20,
+            len(stream),
+            len(sample_users),
+        )
+        return fit_part, stream, validation, test, stream.n_users, stream.nnz
+    train, batch_ids = load_user_rows(spark, path, n_items, True)
     if len(train) == 0:
         raise JobError("no training users in the ingested data")
     test = None
     if fs.exists(spark, layout.test_ratings(out)):
-        test_rows, _ = load_user_rows(spark, layout.test_ratings(out), vocab.n_items)
+        test_rows, _ = load_user_rows(spark, layout.test_ratings(out), n_items)
         test = align_rows(train, test_rows)
-    log.info(
-        "training %s RBM: %d users, %d items, %d ratings, %d hidden, device %s",
-        config.kind,
-        len(train),
-        vocab.n_items,
-        train.nnz,
-        config.n_hidden,
-        device,
-    )
     fit_part, validation = train, None
     if config.val_fraction > 0:
         fit_part, held = split_holdout(
@@ -98,31 +141,206 @@ def run_train(
         )
         validation = (fit_part, held)
     batches = batches_from_assignment(batch_ids)
-    model = build_model(
-        config.kind, vocab.n_items, config.n_hidden, torch.Generator().manual_seed(config.seed)
+    return fit_part, batches, validation, test, len(train), train.nnz
+
+
+def run_train(
+    spark, conf: dict[str, Any], out: str, model_path: str | None = None, resume: bool = False
+) -> dict[str, Any]:
+    """Train on OUT's ingested data; returns the saved model's metadata."""
+    if int(conf.get("train", {}).get("distributed") or 0) > 0:
+        return run_train_distributed(spark, conf, out, model_path, resume)
+    config = train_config_from(conf)
+    device = choose_device(config.device)
+    model_path = model_path or layout.model_dir(out)
+    vocab = load_vocabulary(spark, out)
+    fit_part, batches, validation, test, n_users, n_ratings = load_training_data(
+        spark, conf, config, out, vocab.n_items
     )
+    log.info(
+        "training %s RBM: %d users, %d items, %d ratings, %s hidden, device %s",
+        config.kind,
+        n_users,
+        vocab.n_items,
+        n_ratings,
+        config.n_hidden or "per-part",
+        device,
+    )
+    model = model_for_config(config, vocab.n_items, torch.Generator().manual_seed(config.seed))
     model.init_visible_biases(fit_part)
-    trainer = Trainer(model, config, device)
     ckpt = checkpoint_dir(model_path)
+    if config.kind == "hybrid":  # two sub-models one after another, per-part checkpoints
+        trainer = HybridTrainer(model, config, device, checkpoint_dir=ckpt, resume=resume)
+        history = trainer.fit(fit_part, batches, validation, test)
+        meta = save_artifact(
+            spark, trainer, vocab.movie_ids, model_path, history, n_users, n_ratings
+        )
+        shutil.rmtree(ckpt, ignore_errors=True)
+        return meta
+    trainer = Trainer(model, config, device)
     start = 0
     if resume and has_checkpoint(ckpt):
         start = load_checkpoint(ckpt, trainer)
         log.info("resuming from checkpoint %s after epoch %d", ckpt, start)
     elif resume:
         log.info("no checkpoint at %s; training from the start", ckpt)
-    history = trainer.fit(
-        fit_part,
-        batches,
-        validation,
-        test,
-        start_epoch=start,
-        on_epoch=lambda t, _record: save_checkpoint(ckpt, t),
-    )
+    elif has_checkpoint(ckpt):
+        log.warning("removing the checkpoint %s of an earlier run (no --resume)", ckpt)
+        shutil.rmtree(ckpt, ignore_errors=True)
+    try:
+        history = trainer.fit(
+            fit_part,
+            batches,
+            validation,
+            test,
+            start_epoch=start,
+            on_epoch=lambda t, _record: save_checkpoint(ckpt, t),
+        )
+    except FloatingPointError as exc:  # NaN/Inf: the last good checkpoint stays for a look
+        done = checkpoint_epoch(ckpt)
+        kept = (
+            f"the last good checkpoint (epoch {done}) is kept in {ckpt}"
+            if done is not None
+            else "no checkpoint was written"
+        )
+        raise FloatingPointError(f"{exc}; {kept}; the model at {model_path} is unchanged") from exc
     meta = save_artifact(
-        spark, trainer, vocab.movie_ids, model_path, history, len(train), train.nnz
+        spark, trainer, vocab.movie_ids, model_path, history, n_users, n_ratings
     )
     shutil.rmtree(ckpt, ignore_errors=True)
     return meta
+
+
+def run_train_distributed(
+    spark, conf: dict[str, Any], out: str, model_path: str | None = None, resume: bool = False
+) -> dict[str, Any]:
+    """Data-parallel training on the executors (``train.distributed`` = N processes).
+
+    ``TorchDistributor(local_mode=False)`` runs N barrier tasks; each starts one torch process
+    that trains on its share of every batch, gradients averaged by all-reduce (gloo on CPU,
+    nccl on GPU; see ``rbmcore.distributed``). The data travel with the tasks as numpy arrays
+    (read here on the driver with ``train.cache = "memory"``), so no shared file system is
+    needed; that suits data up to a few tens of millions of ratings. Validation and early
+    stopping run on rank 0; no per-epoch checkpoints. A hybrid trains its two parts in two
+    distributed runs and chooses alpha on the driver. The model is saved like ``run_train``'s.
+    """
+    if resume:
+        raise UsageError("--resume is not supported with --distributed (no per-epoch checkpoints)")
+    config = train_config_from(conf)
+    model_path = model_path or layout.model_dir(out)
+    vocab = load_vocabulary(spark, out)
+    in_memory = {**conf, "train": {**conf.get("train", {}), "cache": "memory"}}
+    fit_part, batches, validation, test, n_users, n_ratings = load_training_data(
+        spark, in_memory, config, out, vocab.n_items
+    )
+    model = model_for_config(config, vocab.n_items, torch.Generator().manual_seed(config.seed))
+    model.init_visible_biases(fit_part)
+    if config.kind == "hybrid":  # the parts one after another, as HybridTrainer.fit does
+        trainer = HybridTrainer(model, config, torch.device("cpu"))
+        for part in ("rated", "like"):
+            sub_model = getattr(model, part)
+            state, history, best_epoch, device = fit_distributed(
+                spark, conf, sub_model, config.part(part), fit_part, batches, validation, test
+            )
+            sub_model.load_state_dict(state)
+            trainer.best_epochs[part] = best_epoch
+            trainer.history += [{**record, "part": part} for record in history]
+        if validation is not None and validation[1].nnz:
+            _, trainer.alpha_search = choose_alpha(model, *validation, torch.device("cpu"))
+        history = trainer.history
+    else:
+        state, history, best_epoch, device = fit_distributed(
+            spark, conf, model, config, fit_part, batches, validation, test
+        )
+        model.load_state_dict(state)
+        trainer = Trainer(model, config, torch.device("cpu"))
+        trainer.best_epoch = best_epoch
+    trainer.device = device
+    return save_artifact(
+        spark, trainer, vocab.movie_ids, model_path, history, n_users, n_ratings
+    )
+
+
+def fit_distributed(
+    spark,
+    conf: dict[str, Any],
+    model: torch.nn.Module,
+    config: TrainConfig,
+    fit_part,
+    batches: list[np.ndarray],
+    validation=None,
+    test=None,
+) -> tuple[dict[str, torch.Tensor], list[dict[str, Any]], int, torch.device]:
+    """Train one initialised ``model`` with ``train.distributed`` TorchDistributor processes;
+    (state_dict, history, best_epoch, device of rank 0). ``model`` itself is not changed."""
+    from pyspark.ml.torch.distributor import TorchDistributor
+
+    from rbmcore.distributed import make_payload
+
+    processes = int(conf["train"]["distributed"])
+    if processes < 1:
+        raise UsageError(f"train.distributed must be >= 1 processes, got {processes}")
+    use_gpu = executors_have_gpus(spark, conf["train"].get("distributed_gpu", "auto"))
+    threads = int(spark.conf.get("spark.task.cpus", "1"))
+    log.info(
+        "distributed training of a %s RBM: %d processes on the executors (%s, %d threads "
+        "each), %d users, %d ratings",
+        config.kind,
+        processes,
+        "GPU/nccl" if use_gpu else "CPU/gloo",
+        threads,
+        len(fit_part),
+        fit_part.nnz,
+    )
+    payload = make_payload(model, config, fit_part, batches, validation, test, threads)
+    distributor = TorchDistributor(num_processes=processes, local_mode=False, use_gpu=use_gpu)
+    result = distributor.run(distributed_entry(), payload)
+    if not result or "state" not in result:
+        raise JobError("distributed training returned no model from rank 0")
+    return (
+        result["state"],
+        result["history"],
+        int(result["best_epoch"]),
+        torch.device(result["device"]),
+    )
+
+
+def executors_have_gpus(spark, setting: Any = "auto") -> bool:
+    """``train.distributed_gpu``: true/false, or "auto" = the executors were given GPUs
+    (``spark.executor.resource.gpu.amount`` > 0; TorchDistributor then also needs
+    ``spark.task.resource.gpu.amount``)."""
+    if isinstance(setting, bool):
+        return setting
+    if str(setting).lower() in ("true", "1", "yes"):
+        return True
+    if str(setting).lower() in ("false", "0", "no"):
+        return False
+    return float(spark.conf.get("spark.executor.resource.gpu.amount", "0") or 0) > 0
+
+
+def distributed_entry():
+    """The function each torch process runs: ``rbmcore.distributed.train_worker``.
+
+    Built as a closure so cloudpickle ships it by value: the process that runs it (started
+    by torchrun on an executor) does not inherit the Python worker's ``sys.path``, so when the
+    code came with ``--py-files`` rather than installed, it first appends the ``.zip`` files
+    in its working directory (where standalone and YARN executors fetch ``--py-files``).
+    Elsewhere, install the project in the executors' Python (wheel, or a venv-pack archive).
+    """
+
+    def entry(payload):
+        import glob
+        import os
+        import sys
+
+        for path in sorted(glob.glob(os.path.join(os.getcwd(), "*.zip"))):
+            if path not in sys.path:
+                sys.path.append(path)
+        from rbmcore.distributed import train_worker
+
+        return train_worker(payload)
+
+    return entry
 
 
 def save_artifact(
@@ -141,6 +359,7 @@ def save_artifact(
         "config": trainer.config.to_dict(),
         "history": history,
         "best_epoch": trainer.best_epoch,
+        **({"alpha_search": trainer.alpha_search} if hasattr(trainer, "alpha_search") else {}),
         "users": n_users,
         "ratings": n_ratings,
         "device": str(trainer.device),
@@ -158,7 +377,7 @@ def save_artifact(
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", required=True, help="run folder holding ingest/ (local or URI)")
     parser.add_argument("--model", help="model folder to write (default OUT/model)")
-    parser.add_argument("--kind", choices=KINDS, help="model kind (default from config: binary)")
+    parser.add_argument("--kind", choices=KINDS, help="model kind (default from config: hybrid)")
     parser.add_argument("--epochs", type=int, help="maximum training epochs")
     parser.add_argument("--hidden", type=int, dest="n_hidden", help="hidden units")
     parser.add_argument("--lr", type=float, help="learning rate")
@@ -169,11 +388,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="continue from the last per-epoch checkpoint of an interrupted run",
     )
+    parser.add_argument(
+        "--distributed",
+        type=int,
+        metavar="N",
+        help="data-parallel training in N processes on the executors (TorchDistributor); "
+        "default: the config's train.distributed, 0 = on the driver",
+    )
     add_common_arguments(parser)
 
 
 def train_overrides(args: argparse.Namespace) -> dict[str, dict[str, Any]]:
-    names = ("kind", "epochs", "n_hidden", "lr", "seed", "device")
+    names = ("kind", "epochs", "n_hidden", "lr", "seed", "device", "distributed")
     return {"train": {n: getattr(args, n, None) for n in names}}
 
 

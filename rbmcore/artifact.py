@@ -105,6 +105,8 @@ def read_meta(folder: str | Path) -> dict[str, Any]:
         meta = json.loads(meta_path.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise ModelFileError(f"{meta_path} is not valid JSON: {exc}") from exc
+    if not isinstance(meta, dict):
+        raise ModelFileError(f"{meta_path} is not a model description (a JSON object expected)")
     if meta.get("format_version") != FORMAT_VERSION:
         raise ModelFileError(
             f"model format version {meta.get('format_version')!r} in {folder} is not supported "
@@ -132,6 +134,15 @@ def load_model(
         tensors = load_file(str(weights), device=str(device))
     except (SafetensorError, OSError, ValueError) as exc:
         raise ModelFileError(f"model weights unreadable in {folder}: {exc}") from exc
+    shapes = {k: list(v.shape) for k, v in tensors.items()}
+    if "shapes" in meta and shapes != meta["shapes"]:
+        differ = sorted(set(shapes) ^ set(meta["shapes"])) or sorted(
+            k for k in shapes if shapes[k] != meta["shapes"][k]
+        )
+        raise ModelFileError(
+            f"model weights in {folder} do not match the shapes in {META_FILE} "
+            f"({', '.join(differ)})"
+        )
     movie_ids = tensors.pop(VOCAB_TENSOR, None)
     if movie_ids is None:
         raise ModelFileError(f"model in {folder} has no item vocabulary")

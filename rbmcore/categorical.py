@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from rbmcore.data import LIKE_THRESHOLD, RatingsCSR, UserBatch
+from rbmcore.data import LIKE_THRESHOLD, RatingsCSR, UserBatch, rated_dots
 
 STATES_BY_KIND = {"binary": 2, "softmax": 5}
 
@@ -104,8 +104,12 @@ class CategoricalRBM(nn.Module):
         self, h: torch.Tensor, batch: UserBatch, offsets: torch.Tensor | None = None
     ) -> torch.Tensor:
         """(nnz, K) logits of the rated items' units given hidden h: (batch, n_hidden)."""
-        w = self.W.view(self.n_items, self.n_states, self.n_hidden)[batch.items]
-        logits = self.b_v[batch.items] + torch.einsum("nkh,nh->nk", w, h[batch.rows])
+        if torch.is_grad_enabled() and (self.W.requires_grad or h.requires_grad):
+            w = self.W.view(self.n_items, self.n_states, self.n_hidden)[batch.items]
+            dots = torch.einsum("nkh,nh->nk", w, h[batch.rows])
+        else:  # the Gibbs chain and the losses' forward passes: no copy of the weights
+            dots = rated_dots(h, self.W.detach(), batch, self.n_states)
+        logits = self.b_v[batch.items] + dots
         if offsets is not None:
             logits = logits + offsets[batch.rows]
         return logits

@@ -22,6 +22,7 @@ from rbmcore.errors import ModelFileError
 
 TENSORS = "state.safetensors"
 META = "state.json"
+META_KEYS = ("epochs_done", "best_epoch", "history", "config", "tensors_sha256")
 
 
 def save_checkpoint(folder: str | Path, trainer: Any) -> None:
@@ -36,8 +37,10 @@ def save_checkpoint(folder: str | Path, trainer: Any) -> None:
             tensors[f"momentum.{i}"] = state["momentum_buffer"].detach().cpu().contiguous()
     for k, v in (trainer.best_state or {}).items():
         tensors[f"best.{k}"] = v.detach().cpu().contiguous()
+    _recover(folder)
     stage = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
     save_file(tensors, str(stage / TENSORS))
+    _fsync(stage / TENSORS)
     meta = {
         "epochs_done": trainer.history[-1]["epoch"] if trainer.history else 0,
         "best_epoch": trainer.best_epoch,
@@ -46,22 +49,64 @@ def save_checkpoint(folder: str | Path, trainer: Any) -> None:
         "tensors_sha256": sha256_file(stage / TENSORS),
     }
     (stage / META).write_text(json.dumps(meta, indent=2, default=str))
-    old = folder.with_name(f".{folder.name}.old")
+    _fsync(stage / META)
+    old = _old(folder)
     if folder.exists():
         shutil.rmtree(old, ignore_errors=True)
         os.replace(folder, old)
+    # A kill right here leaves only ``old``: ``_recover`` puts it back on the next use.
     os.replace(stage, folder)
     shutil.rmtree(old, ignore_errors=True)
+    for leftover in folder.parent.glob(f".{folder.name}.*"):  # stages of killed saves
+        shutil.rmtree(leftover, ignore_errors=True)
+
+
+def _old(folder: Path) -> Path:
+    return folder.with_name(f".{folder.name}.old")
+
+
+def _fsync(path: Path) -> None:
+    with open(path, "rb") as fh:
+        os.fsync(fh.fileno())
+
+
+def _recover(folder: Path) -> None:
+    """Put back the previous checkpoint when a save was killed between its two renames."""
+    old = _old(folder)
+    if not (folder / META).is_file() and (old / META).is_file():
+        shutil.rmtree(folder, ignore_errors=True)
+        os.replace(old, folder)
 
 
 def has_checkpoint(folder: str | Path) -> bool:
-    return (Path(folder) / META).is_file()
+    folder = Path(folder)
+    _recover(folder)
+    return (folder / META).is_file()
+
+
+def checkpoint_epoch(folder: str | Path) -> int | None:
+    """The epochs done by the checkpoint in ``folder``; None when there is none (or unreadable)."""
+    if not has_checkpoint(folder):
+        return None
+    try:
+        return int(json.loads((Path(folder) / META).read_text())["epochs_done"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
 
 
 def load_checkpoint(folder: str | Path, trainer: Any) -> int:
     """Restore ``trainer`` from ``folder``; returns the number of epochs already done."""
     folder = Path(folder)
-    meta = json.loads((folder / META).read_text())
+    _recover(folder)
+    try:
+        meta = json.loads((folder / META).read_text())
+    except (OSError, ValueError) as exc:
+        raise ModelFileError(f"checkpoint {folder} is unreadable ({META}: {exc})") from exc
+    missing = [k for k in META_KEYS if not isinstance(meta, dict) or k not in meta]
+    if missing:
+        raise ModelFileError(f"checkpoint {folder} is incomplete ({META} lacks {missing})")
+    if not (folder / TENSORS).is_file():
+        raise ModelFileError(f"checkpoint {folder} is incomplete (no {TENSORS})")
     if sha256_file(folder / TENSORS) != meta["tensors_sha256"]:
         raise ModelFileError(f"checkpoint {folder} is corrupt (checksum mismatch)")
     saved, current = meta["config"], trainer.config.to_dict()

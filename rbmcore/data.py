@@ -51,6 +51,17 @@ class RatingsCSR:
             self.user_ids[rows], indptr, self.items[gather], self.ratings[gather], self.n_items
         )
 
+    def slice(self, start: int, stop: int) -> RatingsCSR:
+        """The consecutive rows ``start:stop`` (no gather: views of this CSR's arrays)."""
+        lo, hi = int(self.indptr[start]), int(self.indptr[stop])
+        return RatingsCSR(
+            self.user_ids[start:stop],
+            self.indptr[start : stop + 1] - lo,
+            self.items[lo:hi],
+            self.ratings[lo:hi],
+            self.n_items,
+        )
+
     def row_of_entries(self) -> np.ndarray:
         """(nnz,) the row position of every stored entry."""
         return np.repeat(np.arange(len(self), dtype=np.int64), self.row_lengths())
@@ -166,3 +177,30 @@ def batches_from_assignment(batch_ids: np.ndarray) -> list[np.ndarray]:
     sorted_ids = batch_ids[order]
     cuts = np.flatnonzero(np.diff(sorted_ids)) + 1
     return np.split(order, cuts)
+
+
+def rated_dots(h: torch.Tensor, weights: torch.Tensor, batch: UserBatch, n_states: int):
+    """(nnz, K) ``h[row] . weights[item * K + k]`` for every stored (row, item) of ``batch``
+    and state k: the hidden-to-visible product over the rated items only, as one sampled
+    dense-dense product (``torch.sparse.sampled_addmm``, O(nnz x K x hidden)) instead of
+    gathering an (nnz, K, hidden) copy of the weights. No autograd (forward passes only).
+
+    h: (batch, hidden); weights: (n_items * K, hidden); the batch's entries grouped by row in
+    row order (as ``to_batch`` makes them).
+    """
+    import warnings
+
+    K, nnz = n_states, batch.nnz
+    device = h.device
+    crow = torch.empty(batch.size + 1, dtype=torch.int64, device=device)
+    crow[:-1] = batch.offsets * K
+    crow[-1] = nnz * K
+    cols = (batch.items.unsqueeze(1) * K + torch.arange(K, device=device)).reshape(-1)
+    with warnings.catch_warnings():  # "sparse CSR tensor support is in beta"
+        warnings.simplefilter("ignore")
+        pattern = torch.sparse_csr_tensor(
+            crow, cols, torch.zeros(nnz * K, dtype=h.dtype, device=device),
+            size=(batch.size, weights.shape[0]),
+        )  # fmt: skip
+        out = torch.sparse.sampled_addmm(pattern, h, weights.T, beta=0.0)
+    return out.values().view(nnz, K)

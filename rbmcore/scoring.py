@@ -6,14 +6,19 @@ so their outputs can be compared exactly.
 
 from __future__ import annotations
 
+import weakref
 from dataclasses import dataclass
 
 import numpy as np
 import torch
 
-from rbmcore.data import RatingsCSR, iter_row_chunks, to_batch
+from rbmcore.data import RatingsCSR, UserBatch, iter_row_chunks, to_batch
 
 DEFAULT_CHUNK_BYTES = 256 * 2**20
+# The dense (users, items) score block of the fast path: one reused float32 buffer per
+# scoring process (two Spark tasks on two cores hold two); big enough that the gemm and the
+# per-chunk overheads run near full speed (chunk sizes measured with bench/scale.py).
+FAST_CHUNK_BYTES = 128 * 2**20
 
 
 @dataclass(frozen=True)
@@ -32,28 +37,138 @@ def users_per_chunk(n_items: int, n_states: int = 2, chunk_bytes: int = DEFAULT_
     return max(1, chunk_bytes // max(1, 4 * n_items * (n_states + 2)))
 
 
+def fast_users_per_chunk(n_items: int, chunk_bytes: int = FAST_CHUNK_BYTES) -> int:
+    """Users per chunk of the fast (binary) path: one float32 (users, items) block."""
+    return int(min(4096, max(16, chunk_bytes // max(1, 4 * n_items))))
+
+
+class BinaryRanker:
+    """The binary RBM's top-k as one gemm into a reused buffer and a two-stage top-k.
+
+    For the binary kind ``p_like = sigmoid(p_h . (W1 - W0) + (b1 - b0) + user offset)``: the
+    user offset is a constant per row and the sigmoid is monotone, so the ranking is that of
+    ``p_h @ D.T + c`` (D = W1 - W0, c = b1 - b0). That is the dense, matmul-bound part; the
+    sigmoid and the offset are applied to the top-k only. The same numbers as ``score_all``
+    (tested against it). Built once per model, device and weights version (``ranker_for``).
+    """
+
+    BLOCK = 64  # columns per block of the two-stage top-k
+
+    def __init__(self, model, device: torch.device | str) -> None:
+        n_items, n_hidden = model.n_items, model.n_hidden
+        w = model.W.detach().view(n_items, 2, n_hidden)
+        self.model = model
+        self.n_items = n_items
+        self.n_blocks = -(-n_items // self.BLOCK)
+        width = self.n_blocks * self.BLOCK
+        # (H + 1, width): D.T with c as its last row, so that [p_h, 1] @ it = p_h @ D.T + c in
+        # one gemm (no separate pass over the block to add the bias); the padding columns up
+        # to a whole number of blocks get c = -inf, so they are never recommended
+        weights = torch.zeros(n_hidden + 1, width, device=device)
+        weights[:n_hidden, :n_items] = (w[:, 1] - w[:, 0]).T.to(device)
+        weights[n_hidden, :n_items] = (model.b_v[:, 1] - model.b_v[:, 0]).detach().to(device)
+        weights[n_hidden, n_items:] = float("-inf")
+        self.weights = weights
+        self.buffer: torch.Tensor | None = None
+
+    def top_k(self, logits: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """(values, indices) of the ``k`` largest logits per row, sorted, like ``torch.topk``.
+
+        Two stages over a partition of the columns into ``n_blocks`` strided blocks (block j
+        = columns j, j + n_blocks, j + 2 n_blocks, ...): the k blocks with the largest maxima
+        hold the top k (a block outside them has its max below k other elements), so
+        ``topk`` runs over the block maxima (an element-wise max of ``BLOCK`` contiguous
+        vectors) and then over those k blocks' ``BLOCK * k`` columns.
+        """
+        n, nb = logits.shape[0], self.n_blocks
+        if nb < 4 * k:
+            return torch.topk(logits, k, dim=1, sorted=True)
+        blocks = logits.view(n, self.BLOCK, nb)
+        best = torch.topk(blocks.amax(1), k, dim=1, sorted=False).indices  # (n, k)
+        cand = blocks.gather(2, best.unsqueeze(1).expand(-1, self.BLOCK, -1)).view(n, -1)
+        top = torch.topk(cand, k, dim=1, sorted=True)  # cand[:, i * k + j] = column i*nb+best[j]
+        row_in_block = torch.div(top.indices, k, rounding_mode="floor")
+        return top.values, row_in_block * nb + best.gather(1, top.indices % k)
+
+    @staticmethod
+    def applies_to(model) -> bool:
+        from rbmcore.categorical import CategoricalRBM
+
+        return type(model) is CategoricalRBM and model.kind == "binary"
+
+    def logits(self, batch: UserBatch) -> tuple[torch.Tensor, torch.Tensor]:
+        """(batch, n_blocks * BLOCK) ranking logits (in a reused buffer; the padding columns
+        are -inf) and (batch,) the user offsets."""
+        model = self.model
+        p_h, offsets = model.hidden_probs(batch), model.batch_offsets(batch)
+        n = batch.size
+        if self.buffer is None or self.buffer.shape[0] < n:
+            self.buffer = torch.empty(n, self.weights.shape[1], device=p_h.device)
+        out = self.buffer[:n]
+        torch.mm(torch.cat([p_h, p_h.new_ones(n, 1)], 1), self.weights, out=out)
+        return out, offsets[:, 1] - offsets[:, 0]
+
+
+_RANKERS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def ranker_for(model, device: torch.device | str) -> BinaryRanker | None:
+    """The model's cached fast ranker (rebuilt when its weights change), or None when the
+    model has no fast path (it is then scored through ``model.score_all``)."""
+    if not BinaryRanker.applies_to(model):
+        return None
+    key = (str(device), model.W._version, model.b_v._version, model.W.data_ptr())
+    cached = _RANKERS.get(model)
+    if cached is None or cached[0] != key:
+        with torch.no_grad():
+            cached = (key, BinaryRanker(model, device))
+        _RANKERS[model] = cached
+    return cached[1]
+
+
 @torch.no_grad()
-def recommend_batch(model, csr: RatingsCSR, top_k: int, device: torch.device | str = "cpu"):
+def recommend_batch(
+    model,
+    csr: RatingsCSR,
+    top_k: int,
+    device: torch.device | str = "cpu",
+    ranker: BinaryRanker | None = None,
+):
     """Top-``top_k`` unseen items of every user in ``csr`` (one dense block), as numpy arrays.
 
     Returns (rows (m,), ranks (m,), items (m,), columns {name: (m,)}) where ``columns`` holds
     ``score`` and the model's other per-item outputs; users with fewer unseen items than
-    ``top_k`` get all of them.
+    ``top_k`` get all of them. ``ranker``: the binary fast path (same numbers as
+    ``model.score_all``); without it every model goes through ``score_all``.
     """
     batch = to_batch(csr, device)
-    outputs = model.score_all(batch)
-    score = outputs["score"]
-    score[batch.rows, batch.items] = float("-inf")
     k = min(top_k, csr.n_items)
-    top = torch.topk(score, k, dim=1, sorted=True)
-    keep = torch.isfinite(top.values)
-    rows = torch.arange(batch.size, device=score.device).unsqueeze(1).expand(-1, k)[keep]
-    ranks = torch.arange(1, k + 1, device=score.device).unsqueeze(0).expand(batch.size, -1)[keep]
-    items = top.indices[keep]
-    columns = {"score": top.values[keep]}
-    for name, values in outputs.items():
-        if name != "score":
-            columns[name] = values.gather(1, top.indices)[keep]
+    if ranker is not None:
+        logits, user_offset = ranker.logits(batch)
+        logits[batch.rows, batch.items] = float("-inf")
+        top_values, top_indices = ranker.top_k(logits, k)
+        values = torch.sigmoid(top_values + user_offset.unsqueeze(1))  # -inf -> 0, masked below
+        finite = torch.isfinite(top_values)
+        outputs_top = {"score": values, "p_like": values}
+    else:
+        outputs = model.score_all(batch)
+        score = outputs["score"]
+        score[batch.rows, batch.items] = float("-inf")
+        top_values, top_indices = torch.topk(score, k, dim=1, sorted=True)
+        finite = torch.isfinite(top_values)
+        outputs_top = {"score": top_values}
+        for name, values in outputs.items():
+            if name != "score":
+                outputs_top[name] = values.gather(1, top_indices)
+    rows = torch.arange(batch.size, device=finite.device).unsqueeze(1).expand(-1, k)
+    ranks = torch.arange(1, k + 1, device=finite.device).unsqueeze(0).expand(batch.size, -1)
+    if bool(finite.all()):  # the usual case: every user has >= k unseen items
+        rows, ranks = rows.reshape(-1), ranks.reshape(-1)
+        items = top_indices.reshape(-1)
+        columns = {name: v.reshape(-1) for name, v in outputs_top.items()}
+    else:
+        rows, ranks, items = rows[finite], ranks[finite], top_indices[finite]
+        columns = {name: v[finite] for name, v in outputs_top.items()}
     return (
         rows.cpu().numpy(),
         ranks.cpu().numpy(),
@@ -69,12 +184,20 @@ def recommend_csr(
     device: torch.device | str = "cpu",
     chunk_users: int | None = None,
 ) -> Recommendations:
-    """Top-``top_k`` unseen items for every user of ``csr``, scored in dense chunks of users."""
-    chunk = chunk_users or users_per_chunk(csr.n_items, getattr(model, "n_states", 2))
+    """Top-``top_k`` unseen items for every user of ``csr``, scored in dense chunks of users.
+
+    The binary kind takes the fast path (``BinaryRanker``): chunks of ``fast_users_per_chunk``
+    users, one reused (chunk, n_items) buffer; other kinds call ``model.score_all`` per chunk.
+    """
+    ranker = ranker_for(model, device)
+    if ranker is not None:
+        chunk = chunk_users or fast_users_per_chunk(csr.n_items)
+    else:
+        chunk = chunk_users or users_per_chunk(csr.n_items, getattr(model, "n_states", 2))
     parts = []
-    for rows in iter_row_chunks(len(csr), chunk):
-        sub = csr.take(rows)
-        r, ranks, items, cols = recommend_batch(model, sub, top_k, device)
+    for start in range(0, len(csr), chunk):
+        sub = csr.slice(start, min(start + chunk, len(csr)))
+        r, ranks, items, cols = recommend_batch(model, sub, top_k, device, ranker)
         parts.append((sub.user_ids[r], ranks, items, cols))
     if not parts:
         empty = np.zeros(0, np.int64)

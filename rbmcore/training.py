@@ -22,38 +22,105 @@ from tqdm import tqdm
 
 from rbmcore import metrics
 from rbmcore.data import LIKE_THRESHOLD, RatingsCSR, to_batch
-from rbmcore.scoring import predict_csr
+from rbmcore.scoring import predict_csr, recommend_csr
 
 log = logging.getLogger("rbm-reco.train")
 
 
+# Per-kind defaults of the model hyperparameters, chosen on the validation split carved from
+# u1.base (never on a test file); see BENCHMARKS.md. ``hybrid`` trains a ``rated`` sub-model
+# and a ``like_kind`` sub-model, each with its own kind's defaults.
+KIND_DEFAULTS: dict[str, dict[str, Any]] = {
+    "binary": {
+        "n_hidden": 100,
+        "epochs": 40,
+        "lr": 0.1,
+        "weight_decay": 1e-2,
+        "lr_decay": 0.97,
+        "cd_schedule": [[0, 1], [15, 3], [25, 5]],
+        "n_models": 1,
+        "sub_batches": 1,
+    },
+    "softmax": {
+        "n_hidden": 100,
+        "epochs": 40,
+        "lr": 0.1,
+        "weight_decay": 1e-2,
+        "lr_decay": 0.97,
+        "cd_schedule": [[0, 1], [15, 3], [25, 5]],
+        "n_models": 1,
+        "sub_batches": 1,
+    },
+    "rated": {
+        "n_hidden": 200,
+        "epochs": 60,
+        "lr": 0.05,
+        "weight_decay": 1e-2,
+        "lr_decay": 1.0,
+        "cd_schedule": [[0, 1]],
+        "n_models": 1,
+        "sub_batches": 2,
+    },
+}
+HYBRID_PARTS = ("rated", "like")
+
+
 @dataclass
 class TrainConfig:
-    """Hyperparameters of one training run (the defaults are the tuned ``binary`` ones)."""
+    """Hyperparameters of one training run.
 
-    kind: str = "binary"
-    n_hidden: int = 100
-    epochs: int = 40
-    lr: float = 0.1
+    Model hyperparameters left ``None`` take the kind's tuned defaults (``KIND_DEFAULTS``).
+    For ``kind = "hybrid"`` a value given here applies to both sub-models, and the tables
+    ``rated`` / ``like`` (``[train.rated]``, ``[train.like]`` in TOML) override one of them.
+    """
+
+    kind: str = "hybrid"
+    n_hidden: int | None = None
+    epochs: int | None = None
+    lr: float | None = None
     momentum: float = 0.9
-    weight_decay: float = 1e-2
-    lr_decay: float = 0.97  # multiplied into the learning rate after every epoch
-    cd_schedule: list[list[int]] = field(default_factory=lambda: [[0, 1], [15, 3], [25, 5]])
+    weight_decay: float | None = None
+    lr_decay: float | None = None  # multiplied into the learning rate after every epoch
+    cd_schedule: list[list[int]] | None = None  # [[from_epoch, k], ...]
+    n_models: int | None = None  # RBMs averaged (an ensemble; rated kind)
+    sub_batches: int | None = None  # each ingest batch is cut into this many updates
     val_fraction: float = 0.1  # per-user holdout carved from the training data
     patience: int = 6  # epochs without validation improvement before stopping
     seed: int = 42
     device: str = "auto"
+    like_kind: str = "softmax"  # hybrid: the like/rating sub-model's kind
+    rated: dict[str, Any] = field(default_factory=dict)  # hybrid: overrides for the rated part
+    like: dict[str, Any] = field(default_factory=dict)  # hybrid: overrides for the like part
+
+    def __post_init__(self) -> None:
+        if self.kind in KIND_DEFAULTS:
+            for name, value in KIND_DEFAULTS[self.kind].items():
+                if getattr(self, name) is None:
+                    setattr(self, name, _copy(value))
 
     def cd_k(self, epoch: int) -> int:
         """CD steps at ``epoch`` (0-based) from the schedule [[from_epoch, k], ...]."""
         k = 1
-        for start, steps in sorted(self.cd_schedule):
+        for start, steps in sorted(self.cd_schedule or []):
             if epoch >= start:
                 k = steps
         return k
 
+    def part(self, name: str) -> TrainConfig:
+        """The config of a hybrid's sub-model ``name`` ("rated" or "like")."""
+        if name not in HYBRID_PARTS:
+            raise ValueError(f"unknown hybrid part {name!r}; expected one of {HYBRID_PARTS}")
+        kind = "rated" if name == "rated" else self.like_kind
+        shared = {k: v for k, v in asdict(self).items() if k not in (*HYBRID_PARTS, "kind")}
+        shared = {k: v for k, v in shared.items() if v is not None and k != "like_kind"}
+        return TrainConfig(kind=kind, **{**shared, **getattr(self, name)})
+
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+
+def _copy(value: Any) -> Any:
+    return [list(x) for x in value] if isinstance(value, list) else value
 
 
 def epoch_generator(seed: int, epoch: int, device: torch.device) -> torch.Generator:
@@ -80,14 +147,39 @@ def make_optimizer(model: torch.nn.Module, config: TrainConfig) -> torch.optim.S
     )
 
 
+RANKING_KINDS = ("rated", "hybrid")  # models judged by how they rank unseen items
+RANKING_K = 10
+
+
+def is_ranking_model(model) -> bool:
+    return getattr(model, "kind", "") in RANKING_KINDS
+
+
+@torch.no_grad()
+def ranking_quality(
+    model, context: RatingsCSR, target: RatingsCSR, device: torch.device, k: int = RANKING_K
+) -> dict[str, float]:
+    """P@k, R@k, nDCG@k, MAP@k of the model's top-k unseen items (``context`` = what the users
+    are known to have rated) against ``target`` (their held-out items, any rating)."""
+    recs = recommend_csr(model, context, k, device)
+    rel_users = np.repeat(target.user_ids, target.row_lengths())
+    out = metrics.ranking_metrics(recs.user_ids, recs.items, recs.ranks, rel_users, target.items, k)
+    out.pop("n_users", None)
+    return out
+
+
 @torch.no_grad()
 def heldout_metrics(
     model, context: RatingsCSR, target: RatingsCSR, device: torch.device
 ) -> dict[str, float]:
-    """Held-out quality: negative log-likelihood of the held-out ratings' states, like error
-    (per-user, DESIGN section 5), AUC of p_like and, for rating models, RMSE."""
+    """Held-out quality: for ranking models (``rated``, ``hybrid``) the top-10 ranking metrics
+    (early stopping maximises nDCG@10); for like/rating models the negative log-likelihood of
+    the held-out likes, like error (per-user, DESIGN section 5), AUC of p_like and, for
+    rating models, RMSE."""
     if target.nnz == 0:
         return {}
+    if is_ranking_model(model):
+        return ranking_quality(model, context, target, device)
     preds = predict_csr(model, context, target, device)
     like = (target.ratings >= LIKE_THRESHOLD).astype(np.int8)
     users = target.row_of_entries()
@@ -103,9 +195,19 @@ def heldout_metrics(
 
 
 def selection_metric(record: dict[str, Any]) -> float:
-    """The validation number early stopping minimises (RMSE for rating models, else NLL)."""
+    """The validation number early stopping minimises: -nDCG@10 for ranking models, RMSE for
+    rating models, else the like NLL."""
     val = record.get("val", {})
+    if "ndcg" in val:
+        return -val["ndcg"]
     return val.get("rmse", val.get("like_nll", math.inf))
+
+
+def split_batches(batches: list[np.ndarray], parts: int) -> list[np.ndarray]:
+    """Each batch (row positions) cut into ``parts`` consecutive pieces (none empty)."""
+    if parts <= 1:
+        return batches
+    return [piece for b in batches for piece in np.array_split(b, parts) if len(piece)]
 
 
 class Trainer:
@@ -142,19 +244,27 @@ class Trainer:
             group["lr"] = config.lr * config.lr_decay**epoch
         order = epoch_batch_order(config.seed, epoch, len(batches))
         total, count = 0.0, 0
+        # ``batches``: row positions of ``train``, or a source that yields the batches' CSR
+        # rows itself in a given order (jobs.ingested.StreamingBatches: ``len`` + ``epoch``)
+        if hasattr(batches, "epoch"):
+            rows = batches.epoch(order)
+        else:
+            rows = (train.take(batches[b]) for b in order)
         bar = tqdm(
-            order,
+            rows,
+            total=len(order),
             desc=f"epoch {epoch + 1}",
             unit="batch",
             leave=False,
             disable=not sys.stderr.isatty(),
         )
         self.model.train()
-        for b in bar:
-            batch = to_batch(train.take(batches[b]), self.device)
+        for part in bar:
+            batch = to_batch(part, self.device)
             with torch.no_grad():
-                total += float(self.reconstruction_nll(batch).sum())
-                count += batch.nnz
+                nll = self.reconstruction_nll(batch)
+                total += float(nll.sum())
+                count += nll.numel()
             self.optimizer.zero_grad(set_to_none=True)
             self.model.cd_loss(batch, k, generator).backward()
             if self.after_backward is not None:
@@ -164,8 +274,11 @@ class Trainer:
         return total / max(count, 1)
 
     def reconstruction_nll(self, batch) -> torch.Tensor:
-        """(nnz,) -log p(v_i = data state | mean-field h of the same ratings)."""
+        """(n,) -log p(v_i = data state | mean-field h of the same ratings): the model's own
+        ``reconstruction_nll`` when it has one, else over the rated items' states."""
         model = self.model
+        if hasattr(model, "reconstruction_nll"):
+            return model.reconstruction_nll(batch)
         logits = model.visible_logits(model.hidden_probs(batch), batch, model.batch_offsets(batch))
         states = model.states_of(batch.ratings)
         return -torch.log_softmax(logits, -1).gather(1, states.unsqueeze(1)).squeeze(1)
@@ -185,9 +298,15 @@ class Trainer:
         held-out ones to predict. Validation drives early stopping; test is only reported.
         """
         config = self.config
+        batches = split_batches(batches, config.sub_batches or 1)
         for epoch in range(start_epoch, config.epochs):
             start = time.perf_counter()
-            loss = self.train_epoch(train, batches, epoch)
+            try:
+                loss = self.train_epoch(train, batches, epoch)
+            except RuntimeError:  # e.g. sampling from NaN probabilities after a blow-up
+                if self.weights_finite():
+                    raise
+                loss = math.nan
             if not math.isfinite(loss) or not self.weights_finite():
                 raise FloatingPointError(
                     f"training diverged at epoch {epoch + 1} (loss {loss}); lower the learning "

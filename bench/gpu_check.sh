@@ -1,0 +1,105 @@
+#!/usr/bin/env bash
+# GPU check: train a few epochs and score the ml-1m preset on CUDA; print times and GFLOP/s.
+#
+#     bash bench/gpu_check.sh [WORK]        # WORK defaults to /tmp/rbm-gpu-check
+#     EPOCHS=5 PYTHON=python3 bash bench/gpu_check.sh
+#
+# Expects `make install` done with a CUDA-enabled torch in .venv (or PYTHON=... naming an
+# interpreter that has torch with CUDA, numpy, pandas, pyarrow, safetensors; run from the
+# repository); nothing is downloaded. Exits non-zero without CUDA.
+# With pyspark and Java present it runs the jobs: ingest (Spark local[*]) and
+# `rbm-reco train --device cuda`. Without them (a bare GPU box) it trains in-process with the
+# same rbmcore Trainer the train job runs on the driver, on the generated train.dat.
+# Then it scores every user on CUDA with rbmcore.scoring.recommend_csr (what the Spark
+# scoring UDF calls) and measures a plain torch.matmul GFLOP/s on the same GPU.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PYTHON=${PYTHON:-.venv/bin/python}
+WORK=${1:-/tmp/rbm-gpu-check}
+EPOCHS=${EPOCHS:-3}
+export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}" WORK EPOCHS
+mkdir -p "$WORK"
+since() { awk "BEGIN {printf \"%.1f\", $(date +%s.%N) - $1}"; }
+
+"$PYTHON" - <<'EOF'
+import sys, torch
+if not torch.cuda.is_available():
+    sys.exit(f"CUDA is not available to this torch ({torch.__version__}); nothing to check")
+print(f"torch {torch.__version__}, {torch.cuda.get_device_name(0)}")
+EOF
+
+t0=$(date +%s.%N)
+[ -f "$WORK/data/generate_summary.json" ] ||
+    "$PYTHON" -m jobs.cli generate --preset ml-1m --test-fraction 0.2 --out "$WORK/data" \
+        --log-level WARNING
+echo "generate ml-1m: $(since "$t0") s"
+
+if "$PYTHON" -c "import pyspark" 2>/dev/null && command -v java >/dev/null; then
+    t1=$(date +%s.%N)
+    "$PYTHON" -m jobs.cli ingest --ratings "$WORK/data/train.dat" --test "$WORK/data/test.dat" \
+        --out "$WORK/out" --master 'local[*]' --log-level WARNING
+    t2=$(date +%s.%N)
+    "$PYTHON" -m jobs.cli train --out "$WORK/out" --kind binary --epochs "$EPOCHS" \
+        --device cuda --master 'local[*]' --set train.val_fraction=0.0 --log-level WARNING
+    echo "ingest $(awk "BEGIN {printf \"%.1f\", $t2 - $t1}") s; train job ($EPOCHS epochs," \
+        "incl. Spark start and loading) $(since "$t2") s"
+    export MODEL="$WORK/out/model"
+else
+    echo "no pyspark/Java here: training in-process with rbmcore's Trainer (the train job's code)"
+    export MODEL=""
+fi
+
+"$PYTHON" - <<'EOF'
+import json, os, time
+import numpy as np, pandas as pd, torch
+from rbmcore.data import csr_from_pairs
+from rbmcore.models import build_model
+from rbmcore.scoring import fast_users_per_chunk, recommend_csr
+from rbmcore.training import TrainConfig, Trainer
+
+work, epochs, dev = os.environ["WORK"], int(os.environ["EPOCHS"]), torch.device("cuda")
+raw = pd.read_csv(f"{work}/data/train.dat", sep=":", header=None, usecols=[0, 2, 4]).to_numpy()
+movie_ids, items = np.unique(raw[:, 1], return_inverse=True)
+csr = csr_from_pairs(raw[:, 0], items, raw[:, 2], len(movie_ids))
+
+def sync_time(fn, reps=5):
+    fn(); torch.cuda.synchronize()
+    ts = []
+    for _ in range(reps):
+        t = time.perf_counter(); fn(); torch.cuda.synchronize(); ts.append(time.perf_counter() - t)
+    return sorted(ts)[len(ts) // 2]
+
+if os.environ.get("MODEL"):
+    from rbmcore.artifact import load_model
+    meta = json.load(open(f"{os.environ['MODEL']}/model.json"))
+    for h in meta["training"]["history"]:
+        print(f"train epoch {h['epoch']}: {h['seconds']:.2f} s on {meta['training']['device']}")
+    model = load_model(os.environ["MODEL"], device=dev).model.to(dev)
+else:
+    config = TrainConfig(kind="binary", n_hidden=100, epochs=epochs, val_fraction=0.0, seed=42)
+    model = build_model("binary", csr.n_items, 100, torch.Generator().manual_seed(42))
+    model.init_visible_biases(csr)
+    trainer = Trainer(model, config, dev)
+    order = np.random.default_rng(0).permutation(len(csr))
+    batches = [order[i : i + 100] for i in range(0, len(csr), 100)]
+    for e in range(epochs):
+        t = time.perf_counter(); trainer.train_epoch(csr, batches, e); torch.cuda.synchronize()
+        t = time.perf_counter() - t
+        flops = 17 * csr.nnz * 100  # CD-1, K=2: (8 + k + 2K(1 + k)) x ratings x hidden
+        print(f"train epoch {e + 1} on cuda: {t:.2f} s, {len(csr) / t:,.0f} users/s, "
+              f"{flops / t / 1e9:.1f} GFLOP/s (bench/scale.py's FLOP model)")
+    model.eval()
+
+n, h = model.n_items, model.n_hidden
+torch.backends.cuda.matmul.allow_tf32 = False
+a, b = torch.randn(8192, 8192, device=dev), torch.randn(8192, 8192, device=dev)
+mm = 2 * 8192**3 / sync_time(lambda: a @ b) / 1e9
+for c in (fast_users_per_chunk(n), 8192):
+    x, w = torch.randn(c, h + 1, device=dev), torch.randn(h + 1, n, device=dev)
+    shape = 2 * c * (h + 1) * n / sync_time(lambda: x @ w) / 1e9
+    t = sync_time(lambda: recommend_csr(model, csr, 10, device=dev, chunk_users=c), reps=3)
+    print(f"score {len(csr):,} users x {n:,} items, hidden {h}, chunk {c}: {t:.3f} s, "
+          f"{len(csr) / t:,.0f} users/s, {2 * len(csr) * h * n / t / 1e9:,.0f} GFLOP/s "
+          f"(2*users*hidden*items); torch.mm at that block's shape {shape:,.0f} GFLOP/s")
+print(f"plain torch.matmul fp32 8192^3 (no TF32): {mm:,.0f} GFLOP/s")
+EOF

@@ -1,0 +1,621 @@
+"""Scale benchmark: the whole pipeline on a generated MovieLens-sized preset, measured in one run.
+
+    .venv/bin/python bench/scale.py run --preset ml-1m  [--work /tmp/rbm-scale]
+    .venv/bin/python bench/scale.py run --preset ml-10m
+    .venv/bin/python bench/scale.py run --preset ml-25m
+    .venv/bin/python bench/scale.py report            # -> the "## Scale" section of BENCHMARKS.md
+
+``run`` generates the preset (20% per-user test holdout) unless it is already under WORK, then
+runs ``rbm-reco run --epochs 1 --kind binary --master local[2]`` as a child process while a
+thread samples the resident memory (VmRSS from /proc) of its whole process tree every 0.5 s:
+the Python driver, the driver JVM and the Python workers (pyspark daemon and its children),
+split by pipeline step from the job's log. Then, in this process, on the same ingested data
+and the same trained weights: ``rbmcore.scoring.recommend_csr`` throughput (torch threads =
+2, the cores Spark had), a plain ``torch.matmul`` GFLOP/s baseline, the training FLOP rate,
+and at ml-1m the seed tutorial's dense algorithm vs ours at equal settings. Then ``rbm-reco
+train --epochs 1`` again with ``train.cache = "stream"`` for the driver's memory when streaming.
+Results go to WORK/results/PRESET.json; ``report`` renders every result found into the
+``## Scale`` section of BENCHMARKS.md (replacing only that section).
+
+FLOP models (what the GFLOP/s numbers count):
+- scoring (binary kind): the dense hidden-to-visible product, 2 * users * n_hidden * n_items
+  (one multiply-add per user, hidden unit and item); masking, top-k and the sparse
+  visible-to-hidden pass are not counted (they are the overhead).
+- training (binary kind, K = 2 states, CD-k): per rating and hidden unit, a visible-to-hidden
+  pass (embedding_bag) counts 1 flop (an add), a hidden-to-visible pass over the rated items
+  2 * K flops; an update does 8 + k hidden passes (data, k chain steps, the reconstruction
+  loss, the two free energies forward and twice that backward) and 1 + k visible passes:
+  (8 + k + 2 * K * (1 + k)) * ratings * n_hidden per epoch.
+- matmul baseline: 2 * n^3 for an n x n float32 product (n = 2048), and the scoring block's
+  own shape (chunk users x n_hidden) @ (n_hidden x n_items).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import re
+import statistics
+import subprocess
+import sys
+import threading
+import time
+from datetime import date, datetime
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+BIN = Path(sys.executable).parent
+DEFAULT_WORK = "/tmp/rbm-scale"
+CORES = 2
+SECTION = "## Scale"
+DT = "2026-01-01"
+
+CONF = """
+[spark]
+master = "local[2]"
+app_name = "rbm-reco-scale"
+
+[spark.conf]
+"spark.driver.memory" = "6g"
+"spark.sql.shuffle.partitions" = "8"
+"spark.sql.session.timeZone" = "UTC"
+"spark.ui.showConsoleProgress" = "false"
+"spark.ui.enabled" = "false"
+"spark.sql.sources.partitionOverwriteMode" = "dynamic"
+
+[ingest]
+max_bad_fraction = 0.01
+batch_size = 100
+
+[train]
+kind = "binary"
+seed = 42
+device = "cpu"
+
+[score]
+top_k = 10
+"""
+
+
+# -- memory of a process tree ----------------------------------------------------------------
+
+
+def _proc_table() -> dict[int, tuple[int, str, int]]:
+    """pid -> (ppid, command name, VmRSS bytes) for every readable process."""
+    table = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/status") as fh:
+                status = fh.read()
+        except OSError:
+            continue
+        name = re.search(r"^Name:\s*(\S+)", status, re.M)
+        ppid = re.search(r"^PPid:\s*(\d+)", status, re.M)
+        rss = re.search(r"^VmRSS:\s*(\d+) kB", status, re.M)
+        table[int(entry)] = (
+            int(ppid.group(1)) if ppid else 0,
+            name.group(1) if name else "?",
+            int(rss.group(1)) * 1024 if rss else 0,
+        )
+    return table
+
+
+class TreeSampler(threading.Thread):
+    """Samples the RSS of ``root`` and its descendants every ``interval`` seconds.
+
+    Each sample: (time, python driver, JVM, python workers) in bytes. The root is the Python
+    driver; a JVM is a ``java`` descendant; every Python process below a JVM is a worker.
+    """
+
+    def __init__(self, root: int, interval: float = 0.5) -> None:
+        super().__init__(daemon=True)
+        self.root, self.interval = root, interval
+        self.samples: list[tuple[float, int, int, int]] = []
+        self.stop_event = threading.Event()
+
+    def sample(self) -> tuple[float, int, int, int]:
+        table = _proc_table()
+        children: dict[int, list[int]] = {}
+        for pid, (ppid, _, _) in table.items():
+            children.setdefault(ppid, []).append(pid)
+        driver = jvm = workers = 0
+        stack = [(self.root, False)]
+        while stack:
+            pid, under_jvm = stack.pop()
+            if pid not in table:
+                continue
+            _, name, rss = table[pid]
+            is_jvm = name == "java"
+            if pid == self.root:
+                driver += rss
+            elif is_jvm:
+                jvm += rss
+            elif under_jvm:
+                workers += rss
+            else:
+                driver += rss  # a helper of the driver (none expected)
+            stack += [(c, under_jvm or is_jvm) for c in children.get(pid, [])]
+        return time.time(), driver, jvm, workers
+
+    def run(self) -> None:
+        while not self.stop_event.is_set():
+            self.samples.append(self.sample())
+            self.stop_event.wait(self.interval)
+
+    def stop(self) -> None:
+        self.stop_event.set()
+        self.join()
+
+
+def run_monitored(cmd: list[str], log_path: Path) -> tuple[int, list, float]:
+    """Run ``cmd`` (stderr+stdout to ``log_path``) under a TreeSampler; (rc, samples, wall)."""
+    start = time.time()
+    with open(log_path, "w") as log:
+        proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, cwd=REPO)
+        sampler = TreeSampler(proc.pid)
+        sampler.start()
+        rc = proc.wait()
+        sampler.stop()
+    return rc, sampler.samples, time.time() - start
+
+
+STEP_RE = re.compile(
+    r"^(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d),(\d{3}) INFO rbm-reco: (\w+): (started|finished)"
+)
+
+
+def step_windows(log_path: Path) -> dict[str, tuple[float, float]]:
+    """step -> (start, end) epoch seconds from the job log's ``timed`` lines."""
+    starts, windows = {}, {}
+    for line in log_path.read_text(errors="replace").splitlines():
+        m = STEP_RE.match(line)
+        if not m:
+            continue
+        t = datetime.strptime(m.group(1), "%Y-%m-%d %H:%M:%S").timestamp() + int(m.group(2)) / 1e3
+        if m.group(4) == "started":
+            starts[m.group(3)] = t
+        elif m.group(3) in starts:
+            windows[m.group(3)] = (starts[m.group(3)], t)
+    return windows
+
+
+def peaks(samples, window: tuple[float, float] | None = None) -> dict[str, float]:
+    """Peak RSS in MB of the driver (Python + JVM), the Python workers and all together."""
+    rows = [s for s in samples if window is None or window[0] - 0.5 <= s[0] <= window[1] + 0.5]
+    if not rows:
+        return {}
+    mb = 2**20
+    return {
+        "python_driver_mb": round(max(r[1] for r in rows) / mb),
+        "jvm_mb": round(max(r[2] for r in rows) / mb),
+        "driver_mb": round(max(r[1] + r[2] for r in rows) / mb),
+        "workers_mb": round(max(r[3] for r in rows) / mb),
+        "total_mb": round(max(r[1] + r[2] + r[3] for r in rows) / mb),
+    }
+
+
+# -- in-process measurements -------------------------------------------------------------------
+
+
+def median_time(fn, repeats: int = 5) -> float:
+    fn()  # warm up
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def matmul_gflops(n: int = 2048, repeats: int = 5) -> float:
+    import torch
+
+    a, b = torch.randn(n, n), torch.randn(n, n)
+    return 2 * n**3 / median_time(lambda: a @ b, repeats) / 1e9
+
+
+def shape_gflops(m: int, k: int, n: int, repeats: int = 5) -> float:
+    import torch
+
+    a, b = torch.randn(m, k), torch.randn(k, n)
+    out = torch.empty(m, n)
+    return 2 * m * k * n / median_time(lambda: torch.mm(a, b, out=out), repeats) / 1e9
+
+
+def load_ingested(out: Path, n_items: int):
+    import pyarrow.dataset as ds
+
+    from jobs.ingested import csr_from_arrow
+
+    table = ds.dataset(out / "ingest" / "train", format="parquet", ignore_prefixes=[".", "_"])
+    table = table.to_table(columns=["user_id", "items", "ratings", "batch"]).sort_by("user_id")
+    return csr_from_arrow(table, n_items), table.column("batch").to_numpy()
+
+
+def in_process(out: Path, preset: str, max_users: int) -> dict:
+    """Scoring and training rates in this process on the pipeline's data and weights."""
+    import numpy as np
+    import torch
+
+    from rbmcore.artifact import load_model
+    from rbmcore.data import batches_from_assignment
+    from rbmcore.scoring import fast_users_per_chunk, recommend_csr
+    from rbmcore.training import TrainConfig, Trainer
+
+    torch.set_num_threads(CORES)
+    loaded = load_model(out / "model")
+    model = loaded.model
+    n_items, n_hidden = model.n_items, model.n_hidden
+    csr, batch_ids = load_ingested(out, n_items)
+    result: dict = {"users": len(csr), "ratings": csr.nnz, "n_items": n_items, "hidden": n_hidden}
+
+    mm = [matmul_gflops() for _ in range(3)]
+    result["matmul_gflops"] = statistics.median(mm)
+    chunk = fast_users_per_chunk(n_items)
+    result["chunk_users"] = chunk
+    result["matmul_shape_gflops"] = shape_gflops(chunk, n_hidden + 1, n_items)
+
+    sub = csr.slice(0, min(len(csr), max_users))
+    t = median_time(lambda: recommend_csr(model, sub, 10), repeats=3)
+    result["score_users"] = len(sub)
+    result["score_users_per_s"] = len(sub) / t
+    result["score_gflops"] = 2 * len(sub) * n_hidden * n_items / t / 1e9
+    result["matmul_after_gflops"] = matmul_gflops()
+
+    # training rate of one epoch's worth of batches (the pipeline's settings, CD-1)
+    batches = batches_from_assignment(batch_ids)
+    n_batches = min(len(batches), 50)
+    config = TrainConfig(kind="binary", n_hidden=n_hidden, cd_schedule=[[0, 1]], seed=0)
+    part = [batches[i] for i in range(n_batches)]
+    nnz = int(sum(csr.row_lengths()[b].sum() for b in part))
+    from rbmcore.models import build_model
+
+    rbm = build_model("binary", n_items, n_hidden, torch.Generator().manual_seed(0))
+    trainer = Trainer(rbm, config, torch.device("cpu"))
+    t = median_time(lambda: trainer.train_epoch(csr, part, 0), repeats=3)
+    k, states = 1, 2
+    flops = (8 + k + 2 * states * (1 + k)) * nnz * n_hidden
+    result["train_users_per_s"] = sum(len(b) for b in part) / t
+    result["train_gflops"] = flops / t / 1e9
+    if preset == "ml-1m":
+        result["seed_comparison"] = seed_comparison(csr, batches, n_items)
+    del np
+    return result
+
+
+def seed_comparison(csr, batches, n_items: int, n_batches: int = 20) -> dict:
+    """Users/s of one CD-10 update, hidden 200, batch 100: the seed's dense algorithm
+    (``rbmcore.seed.SeedRBM.train_step``) vs ours (``Trainer.train_epoch``), side by side."""
+    import numpy as np
+    import torch
+
+    from rbmcore.models import build_model
+    from rbmcore.seed import SeedRBM, to_dense_binary
+    from rbmcore.training import TrainConfig, Trainer
+
+    hidden, k = 200, 10
+    part = [b for b in batches if len(b) == 100][:n_batches]
+    users = sum(len(b) for b in part)
+    dense = []
+    for b in part:
+        sub = csr.take(b)
+        dense.append(
+            to_dense_binary(sub.row_of_entries(), sub.items, sub.ratings, len(sub), n_items)
+        )
+    seed = SeedRBM(n_items, hidden, torch.Generator().manual_seed(0))
+
+    def run_seed():
+        for v in dense:
+            seed.train_step(v, k=k)
+
+    config = TrainConfig(kind="binary", n_hidden=hidden, cd_schedule=[[0, k]], seed=0)
+    ours = Trainer(build_model("binary", n_items, hidden, torch.Generator().manual_seed(0)),
+                   config, torch.device("cpu"))  # fmt: skip
+    seed_t, ours_t = [], []
+    for _ in range(3):  # alternate, so both see the same machine load
+        seed_t.append(median_time(run_seed, 1))
+        ours_t.append(median_time(lambda: ours.train_epoch(csr, part, 0), 1))
+    seed_rate, ours_rate = users / statistics.median(seed_t), users / statistics.median(ours_t)
+    del np
+    return {
+        "hidden": hidden,
+        "batch": 100,
+        "cd_k": k,
+        "batches": len(part),
+        "seed_users_per_s": seed_rate,
+        "ours_users_per_s": ours_rate,
+        "ratio": ours_rate / seed_rate,
+    }
+
+
+# -- the run ---------------------------------------------------------------------------------
+
+
+def generate(preset: str, folder: Path) -> float:
+    if (folder / "generate_summary.json").exists():
+        return float("nan")
+    start = time.perf_counter()
+    subprocess.run(
+        [str(BIN / "rbm-reco"), "generate", "--preset", preset, "--test-fraction", "0.2",
+         "--out", str(folder)],
+        check=True, cwd=REPO,
+    )  # fmt: skip
+    return time.perf_counter() - start
+
+
+def machine() -> dict:
+    model = "?"
+    with open("/proc/cpuinfo") as fh:
+        for line in fh:
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    with open("/proc/meminfo") as fh:
+        mem = int(re.search(r"MemTotal:\s*(\d+)", fh.read()).group(1)) * 1024
+    import torch
+
+    return {
+        "nproc": os.cpu_count(),
+        "cpu": model,
+        "memory_gb": round(mem / 2**30, 1),
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "loadavg": os.getloadavg(),
+    }
+
+
+def run(args: argparse.Namespace) -> dict:
+    work = Path(args.work)
+    data, out = work / "data" / args.preset, work / "out" / args.preset
+    (work / "results").mkdir(parents=True, exist_ok=True)
+    conf = work / "scale.toml"
+    conf.write_text(CONF)
+    result: dict = {"preset": args.preset, "date": date.today().isoformat(), "machine": machine()}
+    result["generate_s"] = generate(args.preset, data)
+    cmd = [
+        str(BIN / "rbm-reco"), "run", "--ratings", str(data / "train.dat"),
+        "--test", str(data / "test.dat"), "--movies", str(data / "movies.dat"),
+        "--out", str(out), "--epochs", "1", "--kind", "binary", "--conf", str(conf),
+        "--master", f"local[{CORES}]", "--dt", DT,
+    ]  # fmt: skip
+    result["command"] = " ".join(cmd[1:]).replace(str(work), "WORK")
+    print("running:", " ".join(cmd), flush=True)
+    log_path = work / "results" / f"{args.preset}.run.log"
+    rc, samples, wall = run_monitored(cmd, log_path)
+    if rc != 0:
+        raise SystemExit(f"pipeline failed (exit {rc}); see {log_path}")
+    summary = json.loads((out / "run_summary.json").read_text())
+    meta = json.loads((out / "model" / "model.json").read_text())
+    history = meta["training"]["history"]
+    windows = step_windows(log_path)
+    result.update(
+        wall_s=wall,
+        seconds=summary["seconds"],
+        train_epoch_s=[h["seconds"] for h in history],
+        users_scored=summary["users_scored"],
+        ratings=summary["ratings_accepted"],
+        memory_all=peaks(samples),
+        memory_by_step={s: peaks(samples, w) for s, w in windows.items()},
+        load_during_run=os.getloadavg(),
+    )
+    print(json.dumps(result, indent=1), flush=True)
+    result["in_process"] = in_process(out, args.preset, args.max_users)
+    inproc = result["in_process"]
+    spark_rate = result["users_scored"] / result["seconds"]["score"]
+    result["spark_score_users_per_s"] = spark_rate
+    result["spark_score_gflops"] = (
+        2 * result["users_scored"] * inproc["hidden"] * inproc["n_items"]
+        / result["seconds"]["score"] / 1e9
+    )  # fmt: skip
+    if not args.stream:
+        return save(work, result)
+    # the driver's memory when the training data are streamed from the Parquet
+    train_cmd = [
+        str(BIN / "rbm-reco"), "train", "--out", str(out), "--model", str(work / "stream-model"),
+        "--epochs", "1", "--kind", "binary", "--conf", str(conf), "--master", f"local[{CORES}]",
+        "--set", "train.cache=\"stream\"", "--set", "train.cache_budget_mb=256",
+    ]  # fmt: skip
+    log_path = work / "results" / f"{args.preset}.stream.log"
+    rc, samples, wall = run_monitored(train_cmd, log_path)
+    result["stream_train"] = {
+        "rc": rc, "wall_s": wall, "memory": peaks(samples), "budget_mb": 256,
+        "epoch_s": json.loads((work / "stream-model" / "model.json").read_text())["training"][
+            "history"][0]["seconds"] if rc == 0 else None,
+    }  # fmt: skip
+    return save(work, result)
+
+
+def save(work: Path, result: dict) -> dict:
+    result["load_after"] = os.getloadavg()
+    path = work / "results" / f"{result['preset']}.json"
+    path.write_text(json.dumps(result, indent=1, default=str))
+    print(json.dumps(result, indent=1, default=str))
+    print(f"results: {path}")
+    return result
+
+
+# -- the report --------------------------------------------------------------------------------
+
+
+def render(results: list[dict]) -> str:
+    m = results[0]["machine"]
+    lines = [
+        SECTION,
+        "",
+        f"Measured {', '.join(sorted({r['date'] for r in results}))} by `bench/scale.py` on "
+        f"{m['nproc']} cores ({m['cpu']}), {m['memory_gb']} GB, Python {m['python']}, torch "
+        f"{m['torch']}, Spark `local[{CORES}]`, kind `binary` (100 hidden), 1 epoch, top-10.",
+        "",
+        "Commands (WORK = /tmp/rbm-scale; each preset measured in one run):",
+        "",
+        "```",
+        *[f".venv/bin/python bench/scale.py run --preset {r['preset']}"
+          + ("" if "stream_train" in r else " --no-stream") for r in results],
+        ".venv/bin/python bench/scale.py report",
+        "```",
+        "",
+        "Each runs `rbm-reco " + results[0]["command"].replace(results[0]["preset"], "PRESET")
+        + "` (the generated data with a 20% per-user test holdout).",
+        "",
+        "Load: the machine was shared with other jobs during these runs (1-minute load average "
+        + ", ".join(f"{r['preset']}: {r['machine']['loadavg'][0]:.1f} before, "
+                    f"{r['load_during_run'][0]:.1f} after the pipeline" for r in results)
+        + f" on {m['nproc']} cores), so every wall time here is an upper bound; ratios are "
+        "measured side by side in the same run.",
+        "",
+        "| | " + " | ".join(r["preset"] for r in results) + " |",
+        "|---|" + "---|" * len(results),
+    ]
+
+    def row(name, fn):
+        cells = []
+        for r in results:
+            try:
+                cells.append(fn(r))
+            except (KeyError, TypeError, ZeroDivisionError):
+                cells.append("-")
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+
+    ip = "in_process"
+    row("users / items / ratings (train)", lambda r: f"{r[ip]['users']:,} / {r[ip]['n_items']:,} "
+        f"/ {r[ip]['ratings']:,}")  # fmt: skip
+    row("generate (s)", lambda r: f"{r['generate_s']:.0f}")
+    row("ingest (s)", lambda r: f"{r['seconds']['ingest']:.0f}")
+    row("train, 1 epoch (s)", lambda r: f"{r['train_epoch_s'][0]:.0f}")
+    row("train step incl. loading + validation (s)", lambda r: f"{r['seconds']['train']:.0f}")
+    row("score, Spark job incl. export (s)", lambda r: f"{r['seconds']['score']:.0f}")
+    row("evaluate (s)", lambda r: f"{r['seconds']['evaluate']:.0f}")
+    row("whole run (s)", lambda r: f"{r['wall_s']:.0f}")
+    row("peak RSS, all processes (MB)", lambda r: f"{r['memory_all']['total_mb']:,}")
+    row("peak RSS, driver: Python + JVM (MB)", lambda r: f"{r['memory_all']['driver_mb']:,}")
+    row("peak RSS, Python workers (MB)", lambda r: f"{r['memory_all']['workers_mb']:,}")
+    for step in ("ingest", "train", "score", "evaluate"):
+        row(f"{step}: Python driver / JVM / workers (MB)",
+            lambda r, s=step: "{python_driver_mb:,} / {jvm_mb:,} / {workers_mb:,}".format(
+                **r["memory_by_step"][s]))  # fmt: skip
+    star = {True: " *", False: ""}
+    row("train, streamed (256 MB budget): Python driver peak (MB)",
+        lambda r: f"{r['stream_train']['memory']['python_driver_mb']:,}"
+        + star[bool(r["stream_train"].get("separate_run"))])  # fmt: skip
+    row("train, streamed: epoch (s)", lambda r: f"{r['stream_train']['epoch_s']:.0f}")
+    row("score chunk (users x items block)", lambda r: f"{r[ip]['chunk_users']} x "
+        f"{r[ip]['n_items']:,}")  # fmt: skip
+    row("score, Spark (users/s)", lambda r: f"{r['spark_score_users_per_s']:,.0f}")
+    row("score, in-process (users/s)", lambda r: f"{r[ip]['score_users_per_s']:,.0f}")
+    row("Spark / in-process", lambda r: f"{r['spark_score_users_per_s'] / r[ip]['score_users_per_s']:.0%}")  # noqa: E501
+    row("plain torch.matmul 2048^3 (GFLOP/s)", lambda r: f"{r[ip]['matmul_gflops']:.1f}")
+    row("torch.mm at the scoring block's shape (GFLOP/s)",
+        lambda r: f"{r[ip]['matmul_shape_gflops']:.1f}")  # fmt: skip
+    row("score, in-process (GFLOP/s)", lambda r: f"{r[ip]['score_gflops']:.1f}")
+    row("score, in-process / plain matmul",
+        lambda r: f"{r[ip]['score_gflops'] / r[ip]['matmul_gflops']:.0%}")  # fmt: skip
+    row("score, Spark (GFLOP/s)", lambda r: f"{r['spark_score_gflops']:.1f}")
+    row("train, in-process (users/s)", lambda r: f"{r[ip]['train_users_per_s']:,.0f}")
+    row("train, in-process (GFLOP/s)", lambda r: f"{r[ip]['train_gflops']:.2f}")
+    row("train / plain matmul", lambda r: f"{r[ip]['train_gflops'] / r[ip]['matmul_gflops']:.1%}")
+    if any(r.get("stream_train", {}).get("separate_run") for r in results):
+        lines += [
+            "",
+            "\\* measured after that preset's `--no-stream` run, with the same `rbm-reco train "
+            "--set train.cache=\"stream\" --set train.cache_budget_mb=256` command the bench "
+            "runs, on the same ingested data (the extra epoch did not fit the run's time).",
+        ]
+    notes = [f"{r['preset']}: {r['note']}" for r in results if r.get("note")]
+    if notes:
+        lines += ["", "Notes: " + "; ".join(notes) + "."]
+    seed = [r for r in results if "seed_comparison" in r.get(ip, {})]
+    if seed:
+        s = seed[0][ip]["seed_comparison"]
+        lines += [
+            "",
+            f"Training vs the seed tutorial's dense algorithm at {seed[0]['preset']} size, equal "
+            f"settings (hidden {s['hidden']}, batch {s['batch']}, CD-{s['cd_k']}, "
+            f"{s['batches']} batches, 2 threads, median of 3 alternating runs): seed "
+            f"{s['seed_users_per_s']:,.0f} users/s, ours {s['ours_users_per_s']:,.0f} users/s, "
+            f"ratio {s['ratio']:.1f}x.",
+        ]
+    lines += ["", *FLOP_NOTES, "", *REFERENCE_NOTES, ""]
+    return "\n".join(lines)
+
+
+FLOP_NOTES = [
+    "FLOP models: scoring = 2 x users x hidden x items (the dense hidden-to-visible product; "
+    "masking, top-k and the sparse visible-to-hidden pass are overhead, not counted). "
+    "Training (CD-k, K = 2 states) = (8 + k + 2K(1 + k)) x ratings x hidden per epoch: a "
+    "visible-to-hidden pass (embedding_bag) counts 1 flop per rating and hidden unit, a "
+    "hidden-to-visible pass over the rated items 2K; an update makes 8 + k of the first "
+    "(data, chain, reconstruction loss, two free energies forward and backward) and 1 + k of "
+    "the second. Training is gather/scatter-bound, not a matmul, so its GFLOP/s is far below "
+    "the matmul's by nature; its comparison that matters is against the seed's dense algorithm.",
+    "",
+    "In-process numbers: `rbmcore.scoring.recommend_csr` / `Trainer.train_epoch` on the same "
+    "ingested data and the trained weights, torch threads = 2, median of 3 (the matmul baseline: "
+    "median of 3 x 5 runs, measured in the same process just before). Scoring in-process uses "
+    "the first 20,000 users (all of them below that). Spark users/s = users / the score step's "
+    "wall time, which includes reading the input, the export write and its manifest check. "
+    "Memory: VmRSS of every process of the run's tree sampled every 0.5 s; per step from the "
+    "job log's step boundaries.",
+]
+
+
+REFERENCE_NOTES = [
+    "Reference runs on an unloaded machine (not this one; one-off probes with the same code, "
+    "2026-11-27): on 2 threads of an Intel Xeon (16-core GPU host, plain torch.matmul 2048^3 "
+    "= 323 GFLOP/s on 2 threads), in-process binary scoring of synthetic users with 100 "
+    "hidden reached 12,148 users/s = 143 GFLOP/s = 44% of that matmul at the ml-25m "
+    "catalogue (59,047 items), 31% at ml-10m's (10,677) and 16% at ml-1m's (3,706), where the "
+    "per-user sparse pass and top-k outweigh the thin product; training at ml-1m size with "
+    "the seed's settings (hidden 200, batch 100, CD-10) ran at 3.0x the seed's dense "
+    "algorithm (1.0x before the sampled hidden-to-visible product). `bench/gpu_check.sh` on "
+    "one NVIDIA H100 (torch 2.11 + CUDA 13, no Spark on that host, so training ran through "
+    "the in-process Trainer): ml-1m, 100 hidden, 0.27-0.31 s per epoch after the first "
+    "(about 20,000 users/s); scoring all 6,040 users 5-7 ms (0.6-1.0 TFLOP/s by the model "
+    "above, launch-bound at this size) vs 51 TFLOP/s for a plain fp32 8192^3 matmul.",
+]
+
+
+def report(args: argparse.Namespace) -> None:
+    order = {"ml-100k": 0, "ml-1m": 1, "ml-10m": 2, "ml-25m": 3}
+    results = [json.loads(p.read_text()) for p in Path(args.work, "results").glob("*.json")]
+    if not results:
+        raise SystemExit(f"no results under {args.work}/results")
+    results.sort(key=lambda r: order.get(r["preset"], 9))
+    section = render(results)
+    path = REPO / "BENCHMARKS.md"
+    text = path.read_text() if path.exists() else "# Benchmarks\n"
+    start = text.find(f"\n{SECTION}\n")
+    if start >= 0:
+        end = text.find("\n## ", start + len(SECTION) + 2)
+        text = text[: start + 1] + section + ("\n" + text[end + 1 :] if end >= 0 else "")
+    else:
+        text = text.rstrip("\n") + "\n\n" + section
+    path.write_text(text.rstrip("\n") + "\n")
+    print(section)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    p = sub.add_parser("run", help="generate (if needed) and measure one preset")
+    p.add_argument("--preset", required=True, choices=["ml-100k", "ml-1m", "ml-10m", "ml-25m"])
+    p.add_argument("--work", default=DEFAULT_WORK)
+    p.add_argument("--max-users", type=int, default=20_000, dest="max_users")
+    p.add_argument(
+        "--no-stream",
+        action="store_false",
+        dest="stream",
+        help="skip the extra streamed training epoch (driver memory when streaming)",
+    )
+    r = sub.add_parser("report", help="render WORK/results/*.json into BENCHMARKS.md")
+    r.add_argument("--work", default=DEFAULT_WORK)
+    args = parser.parse_args()
+    sys.path.insert(0, str(REPO))
+    run(args) if args.command == "run" else report(args)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,205 @@
+"""Data-parallel RBM training with ``torch.distributed`` (pure torch; no Spark here).
+
+Every process of a run (started by ``torchrun`` or Spark's ``TorchDistributor``, which set
+``RANK``, ``WORLD_SIZE``, ``LOCAL_RANK``, ``MASTER_ADDR`` and ``MASTER_PORT``) calls
+:func:`train_worker` with the same payload:
+
+- the model is the same initialised module in every process (built once on the driver,
+  shipped as its hyperparameters plus numpy weight arrays and rebuilt with
+  ``rbmcore.models.model_from_tensors``; no pickle), so the replicas start identical;
+- each user batch is split across the processes (``batch[rank::world]``): every process takes
+  one optimiser step per batch, on its share of the batch's users, and the gradients are
+  averaged with an all-reduce before the step (``Trainer(after_backward=...)``). The replicas
+  stay identical, and one step sees the whole batch, as in single-process training, so the same
+  hyperparameters apply (same batch size, same number of updates per epoch). Splitting the
+  batches rather than dealing whole batches to ranks also keeps the step count equal on every
+  rank, which collective operations need;
+- validation (early stopping, best-epoch weights) runs on rank 0 only; after each epoch rank 0
+  broadcasts its best epoch, so every rank takes the same stop decision. The test split, when
+  given, is reported by rank 0 only. Per-epoch checkpoints are not written (no ``--resume``);
+- rank 0 returns the trained weights (CPU tensors), its history and best epoch; the other ranks
+  return ``None``.
+
+Backend: ``nccl`` on CUDA devices (``cuda:LOCAL_RANK``), ``gloo`` on CPU.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import asdict
+from typing import Any
+
+import numpy as np
+import torch
+import torch.distributed as dist
+
+from rbmcore.data import RatingsCSR
+from rbmcore.models import model_from_tensors
+from rbmcore.training import TrainConfig, Trainer
+
+log = logging.getLogger("rbm-reco.distributed")
+
+__all__ = [
+    "allreduce_mean_grads",
+    "csr_from_payload",
+    "csr_to_payload",
+    "init_process_group_from_env",
+    "make_payload",
+    "shard_batches",
+    "train_worker",
+]
+
+
+def csr_to_payload(csr: RatingsCSR) -> dict[str, Any]:
+    """A compact picklable form of a CSR (int32 items, int8 ratings)."""
+    return {
+        "user_ids": csr.user_ids.astype(np.int64),
+        "indptr": csr.indptr.astype(np.int64),
+        "items": csr.items.astype(np.int32),
+        "ratings": csr.ratings.astype(np.int8),
+        "n_items": int(csr.n_items),
+    }
+
+
+def csr_from_payload(data: dict[str, Any]) -> RatingsCSR:
+    return RatingsCSR(
+        user_ids=np.asarray(data["user_ids"], dtype=np.int64),
+        indptr=np.asarray(data["indptr"], dtype=np.int64),
+        items=np.asarray(data["items"], dtype=np.int64),
+        ratings=np.asarray(data["ratings"], dtype=np.int8),
+        n_items=int(data["n_items"]),
+    )
+
+
+def _empty_like(csr: RatingsCSR) -> RatingsCSR:
+    empty = np.zeros(0, dtype=np.int64)
+    return RatingsCSR(empty, np.zeros(1, dtype=np.int64), empty, empty.astype(np.int8), csr.n_items)
+
+
+def make_payload(
+    model: torch.nn.Module,
+    config: TrainConfig,
+    fit: RatingsCSR,
+    batches: list[np.ndarray],
+    validation: tuple[RatingsCSR, RatingsCSR] | None = None,
+    test: tuple[RatingsCSR, RatingsCSR] | None = None,
+    threads_per_process: int = 1,
+) -> dict[str, Any]:
+    """Everything :func:`train_worker` needs, as one dict of plain values and numpy arrays."""
+
+    def pair(p: tuple[RatingsCSR, RatingsCSR] | None):
+        return None if p is None else (csr_to_payload(p[0]), csr_to_payload(p[1]))
+
+    return {
+        "model": {
+            "hyper": model.hyperparameters(),
+            "tensors": {k: v.detach().cpu().numpy() for k, v in model.state_dict().items()},
+        },
+        "config": asdict(config),
+        "fit": csr_to_payload(fit),
+        "batches": [np.asarray(b, dtype=np.int64) for b in batches],
+        "validation": pair(validation),
+        "test": pair(test),
+        "threads": int(threads_per_process),
+    }
+
+
+def init_process_group_from_env(device: str | None = "auto") -> tuple[int, int, torch.device]:
+    """Join the process group described by the torchrun environment; (rank, world, device)."""
+    rank = int(os.environ.get("RANK", "0"))
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+    if device in (None, "", "auto"):
+        use_cuda = torch.cuda.is_available()
+    else:
+        use_cuda = torch.device(device).type == "cuda"
+    chosen = torch.device(f"cuda:{local_rank}" if use_cuda else "cpu")
+    if chosen.type == "cuda":
+        torch.cuda.set_device(chosen)
+    if not dist.is_initialized():
+        dist.init_process_group(
+            backend="nccl" if chosen.type == "cuda" else "gloo",
+            init_method="env://",
+            rank=rank,
+            world_size=world,
+        )
+    return rank, world, chosen
+
+
+def allreduce_mean_grads(model: torch.nn.Module) -> None:
+    """Replace every gradient by its mean over the process group (one flat all-reduce)."""
+    grads = [p.grad for p in model.parameters() if p.grad is not None]
+    if not grads:
+        return
+    flat = torch.cat([g.reshape(-1) for g in grads])
+    dist.all_reduce(flat, op=dist.ReduceOp.SUM)
+    flat /= dist.get_world_size()
+    offset = 0
+    for g in grads:
+        n = g.numel()
+        g.copy_(flat[offset : offset + n].view_as(g))
+        offset += n
+
+
+def shard_batches(batches: list[np.ndarray], rank: int, world: int) -> list[np.ndarray]:
+    """This rank's share of every batch: ``batch[rank::world]``; a batch with fewer users
+    than processes is given whole to every rank (so no rank ever has an empty step)."""
+    return [b[rank::world] if len(b) >= world else b for b in batches]
+
+
+def train_worker(payload: dict[str, Any]) -> dict[str, Any] | None:
+    """The body of one training process; see the module docstring."""
+    config = TrainConfig(**payload["config"])
+    rank, world, device = init_process_group_from_env(config.device)
+    try:
+        torch.set_num_threads(max(1, int(payload.get("threads", 1))))
+        fit = csr_from_payload(payload["fit"])
+        batches = shard_batches(payload["batches"], rank, world)
+        validation = test = None
+        if payload["validation"] is not None:
+            context, target = (csr_from_payload(d) for d in payload["validation"])
+            # only rank 0 measures; the others keep the loop's shape with an empty target
+            validation = (context, target) if rank == 0 else (_empty_like(fit), _empty_like(fit))
+        if payload["test"] is not None and rank == 0:
+            test = tuple(csr_from_payload(d) for d in payload["test"])
+        model = model_from_tensors(
+            payload["model"]["hyper"],
+            {k: torch.from_numpy(np.array(v)) for k, v in payload["model"]["tensors"].items()},
+        )
+        trainer = Trainer(model, config, device, after_backward=allreduce_mean_grads)
+        log.info(
+            "rank %d/%d on %s: %d batches, %d of %d users",
+            rank,
+            world,
+            device,
+            len(batches),
+            sum(len(b) for b in batches),
+            len(fit),
+        )
+
+        def sync_best_epoch(t: Trainer, _record: dict[str, Any]) -> None:
+            best = torch.tensor([t.best_epoch], dtype=torch.int64, device=device)
+            dist.broadcast(best, src=0)
+            t.best_epoch = int(best.item())
+
+        history = trainer.fit(
+            fit,
+            batches,
+            validation,
+            test,
+            on_epoch=sync_best_epoch if validation is not None else None,
+        )
+        if rank != 0:
+            return None
+        for record in history:
+            record["processes"] = world
+        return {
+            "state": {k: v.detach().cpu() for k, v in trainer.model.state_dict().items()},
+            "history": history,
+            "best_epoch": trainer.best_epoch,
+            "processes": world,
+            "device": str(device),
+        }
+    finally:
+        dist.destroy_process_group()

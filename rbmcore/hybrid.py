@@ -1,0 +1,225 @@
+"""The default model: a ``rated`` RBM (which movies will the user watch) combined with a like /
+rating RBM (will they like it), and the code that trains the two one after another.
+
+``score = P(rated) * p_like ** alpha``: the rated RBM proposes what the user will watch, the
+like RBM demotes what they would dislike; ``alpha`` is chosen on the validation split
+(nDCG@10 of the held-out items) after both sub-models are trained. ``alpha = 0`` is the rated
+RBM alone. The export's ``p_like`` (and ``pred_rating`` for a softmax like model) come from the
+like sub-model, ``p_rated`` from the rated one.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from rbmcore.categorical import STATES_BY_KIND, CategoricalRBM
+from rbmcore.checkpoint import has_checkpoint, load_checkpoint, save_checkpoint
+from rbmcore.data import RatingsCSR, UserBatch
+from rbmcore.rated import RatedRBM
+from rbmcore.training import TrainConfig, Trainer, ranking_quality
+
+log = logging.getLogger("rbm-reco.train")
+
+ALPHA_GRID = (0.0, 0.25, 0.5, 1.0, 2.0, 3.0, 5.0)
+DEFAULT_ALPHA = 1.0
+DONE_MARKER = "phase.done"
+
+
+class HybridRBM(nn.Module):
+    """A ``RatedRBM`` and a ``CategoricalRBM`` scored together (state keys ``rated.*``,
+    ``like.*`` and the buffer ``alpha``)."""
+
+    kind = "hybrid"
+
+    def __init__(self, rated: RatedRBM, like: CategoricalRBM, alpha: float = DEFAULT_ALPHA):
+        super().__init__()
+        if rated.n_items != like.n_items:
+            raise ValueError(f"sub-models disagree on n_items: {rated.n_items} vs {like.n_items}")
+        self.rated = rated
+        self.like = like
+        self.register_buffer("alpha", torch.tensor(float(alpha)))
+
+    @property
+    def n_items(self) -> int:
+        return self.rated.n_items
+
+    @property
+    def n_states(self) -> int:
+        """Dense floats per (user, item) while scoring, for chunk sizing."""
+        return self.like.n_states + 1
+
+    def init_visible_biases(self, csr: RatingsCSR) -> None:
+        self.rated.init_visible_biases(csr)
+        self.like.init_visible_biases(csr)
+
+    def combine(self, p_rated: torch.Tensor, p_like: torch.Tensor) -> torch.Tensor:
+        """P(rated) * p_like ** alpha, any matching shapes."""
+        return p_rated * p_like.clamp_min(1e-12) ** self.alpha
+
+    def score_all(self, batch: UserBatch) -> dict[str, torch.Tensor]:
+        """(batch, n_items) each: ``score``, ``p_rated``, ``p_like`` and ``pred_rating`` (the
+        like part's expected rating; NaN when it is a binary RBM)."""
+        out = self.like.score_all(batch)
+        out.pop("score")
+        if "pred_rating" not in out:  # a binary like part: same columns, no rating scale
+            out["pred_rating"] = torch.full_like(out["p_like"], float("nan"))
+        p_rated = self.rated.p_rated_all(batch)
+        return {"score": self.combine(p_rated, out["p_like"]), "p_rated": p_rated, **out}
+
+    def predict_pairs(
+        self, batch: UserBatch, items: torch.Tensor, rows: torch.Tensor
+    ) -> dict[str, torch.Tensor]:
+        """(n,) p_like (and pred_rating) of query pairs, from the like sub-model."""
+        return self.like.predict_pairs(batch, items, rows)
+
+    def hyperparameters(self) -> dict[str, Any]:
+        return {
+            "kind": self.kind,
+            "n_items": self.n_items,
+            "n_hidden": self.like.n_hidden,
+            "like_kind": self.like.kind,
+            "rated_hidden": self.rated.n_hidden,
+            "rated_models": self.rated.n_models,
+            "alpha": float(self.alpha),
+        }
+
+
+def build_hybrid(
+    n_items: int,
+    n_hidden: int,
+    generator: torch.Generator | None = None,
+    like_kind: str = "softmax",
+    rated_hidden: int = 200,
+    rated_models: int = 1,
+    alpha: float = DEFAULT_ALPHA,
+) -> HybridRBM:
+    """A fresh hybrid: ``n_hidden`` hidden units in the like model, ``rated_hidden`` in each
+    of the ``rated_models`` rated RBMs."""
+    if like_kind not in STATES_BY_KIND:
+        raise ValueError(f"like_kind must be one of {sorted(STATES_BY_KIND)}, got {like_kind!r}")
+    rated = RatedRBM(n_items, rated_hidden, generator=generator, n_models=rated_models)
+    like = CategoricalRBM(n_items, n_hidden, kind=like_kind, generator=generator)
+    return HybridRBM(rated, like, alpha)
+
+
+def model_for_config(config: TrainConfig, n_items: int, generator: torch.Generator | None = None):
+    """A freshly initialised model of ``config.kind`` with the config's sizes."""
+    from rbmcore.models import build_model
+
+    if config.kind == "hybrid":
+        rated, like = config.part("rated"), config.part("like")
+        return build_hybrid(
+            n_items,
+            like.n_hidden,
+            generator,
+            like_kind=like.kind,
+            rated_hidden=rated.n_hidden,
+            rated_models=rated.n_models,
+        )
+    params = {"n_models": config.n_models} if config.kind == "rated" else {}
+    return build_model(config.kind, n_items, config.n_hidden, generator, **params)
+
+
+@torch.no_grad()
+def choose_alpha(
+    model: HybridRBM,
+    context: RatingsCSR,
+    target: RatingsCSR,
+    device: torch.device,
+    grid: tuple[float, ...] = ALPHA_GRID,
+) -> tuple[float, dict[float, float]]:
+    """The alpha of ``grid`` with the best validation nDCG@10 (ties: the smaller alpha)."""
+    scores: dict[float, float] = {}
+    for alpha in grid:
+        model.alpha.fill_(alpha)
+        scores[alpha] = ranking_quality(model, context, target, device)["ndcg"]
+    best = max(grid, key=lambda a: (scores[a], -a))
+    model.alpha.fill_(best)
+    return best, scores
+
+
+class HybridTrainer:
+    """Trains a ``HybridRBM``: the rated part, then the like part (each a ``Trainer`` with its
+    own config from ``config.part`` and its own early stopping), then chooses alpha.
+
+    With ``checkpoint_dir`` each part checkpoints every epoch to ``checkpoint_dir/<part>``;
+    ``resume=True`` skips finished parts and continues an interrupted one exactly.
+    Attributes used by the job: ``model``, ``config``, ``device``, ``history`` (records tagged
+    with ``part``), ``best_epoch`` (of the rated part), ``best_epochs``, ``alpha_search``.
+    """
+
+    def __init__(
+        self,
+        model: HybridRBM,
+        config: TrainConfig,
+        device: torch.device,
+        after_backward=None,
+        checkpoint_dir: str | Path | None = None,
+        resume: bool = False,
+    ) -> None:
+        self.model = model.to(device)
+        self.config = config
+        self.device = device
+        self.after_backward = after_backward
+        self.checkpoint_dir = Path(checkpoint_dir) if checkpoint_dir is not None else None
+        self.resume = resume
+        self.history: list[dict[str, Any]] = []
+        self.best_epochs: dict[str, int] = {}
+        self.alpha_search: dict[float, float] = {}
+
+    @property
+    def best_epoch(self) -> int:
+        return self.best_epochs.get("rated", -1)
+
+    def fit(
+        self,
+        train: RatingsCSR,
+        batches: list[np.ndarray],
+        validation: tuple[RatingsCSR, RatingsCSR] | None = None,
+        test: tuple[RatingsCSR, RatingsCSR] | None = None,
+    ) -> list[dict[str, Any]]:
+        """Train both parts; ``validation``/``test`` are (context, target) pairs as for
+        ``Trainer.fit``. Returns the combined history."""
+        for part in ("rated", "like"):
+            trainer = self._fit_part(part, train, batches, validation, test)
+            self.best_epochs[part] = trainer.best_epoch
+            self.history += [{**record, "part": part} for record in trainer.history]
+        if validation is not None and validation[1].nnz:
+            alpha, self.alpha_search = choose_alpha(self.model, *validation, self.device)
+            log.info(
+                "hybrid alpha %.2f (validation nDCG@10 by alpha: %s)",
+                alpha,
+                ", ".join(f"{a:g}: {v:.4f}" for a, v in self.alpha_search.items()),
+            )
+        return self.history
+
+    def _fit_part(self, part, train, batches, validation, test) -> Trainer:
+        sub_model = getattr(self.model, part)
+        trainer = Trainer(sub_model, self.config.part(part), self.device, self.after_backward)
+        folder = self.checkpoint_dir / part if self.checkpoint_dir is not None else None
+        start = 0
+        if folder is not None and self.resume and has_checkpoint(folder):
+            start = load_checkpoint(folder, trainer)
+            if (folder / DONE_MARKER).exists():
+                if trainer.best_state is not None:
+                    sub_model.load_state_dict(trainer.best_state)
+                log.info("hybrid %s part already trained (checkpoint %s)", part, folder)
+                return trainer
+            log.info("resuming hybrid %s part after epoch %d", part, start)
+        log.info("training the hybrid's %s part (%s RBM)", part, trainer.config.kind)
+
+        def on_epoch(t: Trainer, _record: dict[str, Any]) -> None:
+            if folder is not None:
+                save_checkpoint(folder, t)
+
+        trainer.fit(train, batches, validation, test, start_epoch=start, on_epoch=on_epoch)
+        if folder is not None:
+            save_checkpoint(folder, trainer)
+            (folder / DONE_MARKER).write_text("done\n")
+        return trainer

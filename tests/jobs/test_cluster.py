@@ -1,0 +1,435 @@
+"""The jobs on a real Spark standalone cluster (one master, one 2-core worker on 127.0.0.1).
+
+Every job is submitted with ``spark-submit --master spark://... --py-files <zip>`` (client
+mode, the training step on the driver), and the export must equal a local-mode run of the same
+data, config and seed. Distributed training (``--distributed 2``, TorchDistributor barrier
+tasks on the executor) must reach the single-process model's held-out like error within 0.01.
+
+The master and worker are started by the ``cluster`` fixture with free ports and stopped by
+their PIDs (their process groups: the worker's executors too) when the module ends, pass or
+fail. ``pytest -m cluster`` selects the cluster tests; ``StandaloneCluster`` and
+``spark_submit`` are also used by ``bench/cluster_vs_local.py``. The unmarked tests at the end
+check ``rbmcore.distributed`` in one process, without Spark.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+SPARK_HOME = Path(importlib.util.find_spec("pyspark").origin).parent
+DT = "2026-02-01"
+EPOCHS = 3
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def spark_env() -> dict[str, str]:
+    """The environment for Spark daemons and spark-submit: this interpreter, loopback only."""
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("PYSPARK_GATEWAY", "SPARK_CONNECT"))
+    }
+    env.update(
+        SPARK_HOME=str(SPARK_HOME),
+        SPARK_LOCAL_IP="127.0.0.1",
+        PYSPARK_PYTHON=sys.executable,
+        PYSPARK_DRIVER_PYTHON=sys.executable,
+        SPARK_DAEMON_MEMORY="512m",
+    )
+    return env
+
+
+class StandaloneCluster:
+    """A Spark standalone master + one worker on 127.0.0.1, on free ports, for tests/benchmarks.
+
+    ``with StandaloneCluster(workdir) as cluster: ... cluster.url`` (spark://127.0.0.1:PORT).
+    Both daemons run in their own process groups and are stopped by PID on exit (SIGTERM, then
+    SIGKILL after a grace period), including the executors the worker launched.
+    """
+
+    def __init__(self, workdir: Path, cores: int = 2, memory: str = "3g") -> None:
+        self.workdir = Path(workdir)
+        self.cores = cores
+        self.memory = memory
+        self.port = free_port()
+        self.ui_port = free_port()
+        self.worker_ui_port = free_port()
+        self.url = f"spark://127.0.0.1:{self.port}"
+        self.procs: list[subprocess.Popen] = []
+
+    def _spawn(self, name: str, args: Sequence[str], extra_env: dict[str, str]) -> None:
+        log = (self.workdir / f"{name}.log").open("wb")
+        env = {**spark_env(), **extra_env}
+        cmd = [str(SPARK_HOME / "bin" / "spark-class"), *args]
+        self.procs.append(
+            subprocess.Popen(
+                cmd, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True
+            )
+        )
+        log.close()
+
+    def start(self, timeout: float = 90.0) -> StandaloneCluster:
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        quiet = {"SPARK_LOG_DIR": str(self.workdir), "SPARK_PID_DIR": str(self.workdir)}
+        self._spawn(
+            "master",
+            ["org.apache.spark.deploy.master.Master", "--host", "127.0.0.1",
+             "--port", str(self.port), "--webui-port", str(self.ui_port)],
+            {**quiet, "SPARK_MASTER_OPTS": "-Dspark.master.rest.enabled=false"},
+        )  # fmt: skip
+        self._spawn(
+            "worker",
+            ["org.apache.spark.deploy.worker.Worker", "--cores", str(self.cores),
+             "--memory", self.memory, "--host", "127.0.0.1",
+             "--webui-port", str(self.worker_ui_port),
+             "--work-dir", str(self.workdir / "work"), self.url],
+            quiet,
+        )  # fmt: skip
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            for proc, name in zip(self.procs, ("master", "worker"), strict=True):
+                if proc.poll() is not None:
+                    raise RuntimeError(f"spark {name} exited early; see {self.workdir}/{name}.log")
+            state = self.state()
+            alive = [w for w in state.get("workers", []) if w.get("state") == "ALIVE"]
+            if alive and alive[0].get("cores") == self.cores:
+                return self
+            time.sleep(1.0)
+        raise RuntimeError(f"no worker registered with {self.url} within {timeout:.0f} s")
+
+    def state(self) -> dict:
+        """The master's JSON status (workers, active and completed apps); {} while it starts."""
+        try:
+            url = f"http://127.0.0.1:{self.ui_port}/json/"
+            with urllib.request.urlopen(url, timeout=5) as resp:
+                return json.loads(resp.read())
+        except OSError:
+            return {}
+
+    def stop(self) -> None:
+        """SIGTERM each daemon's process group (worker first), SIGKILL what is left after 20 s."""
+        for proc in reversed(self.procs):
+            if proc.poll() is None:
+                try:
+                    os.killpg(proc.pid, signal.SIGTERM)
+                except ProcessLookupError:
+                    pass
+        deadline = time.monotonic() + 20
+        for proc in reversed(self.procs):
+            try:
+                proc.wait(timeout=max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                pass
+            try:  # the group: executors and Python workers the daemon started
+                os.killpg(proc.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+            if proc.poll() is None:
+                proc.wait(timeout=10)
+        self.procs.clear()
+
+    def __enter__(self) -> StandaloneCluster:
+        try:
+            return self.start()
+        except BaseException:
+            self.stop()
+            raise
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+
+def spark_submit(
+    master: str,
+    job: str,
+    args: Sequence[str],
+    pyfiles: Path,
+    log_path: Path,
+    extra_conf: dict[str, str] | None = None,
+    timeout: float = 300,
+    memory: str = "1g",
+) -> float:
+    """``spark-submit`` jobs/JOB.py in client mode; returns the wall seconds, raises on failure
+    with the end of the job's log."""
+    confs = {
+        "spark.pyspark.python": sys.executable,
+        "spark.pyspark.driver.python": sys.executable,
+        "spark.ui.enabled": "false",
+        "spark.sql.shuffle.partitions": "4",
+        "spark.default.parallelism": "4",
+        **(extra_conf or {}),
+    }
+    cmd = [
+        str(SPARK_HOME / "bin" / "spark-submit"),
+        "--master", master,
+        "--deploy-mode", "client",
+        "--driver-memory", memory,
+        "--executor-memory", memory,
+        "--py-files", str(pyfiles),
+        *[x for key, value in confs.items() for x in ("--conf", f"{key}={value}")],
+        str(REPO / "jobs" / f"{job}.py"),
+        *args,
+    ]  # fmt: skip
+    start = time.perf_counter()
+    with log_path.open("wb") as log:
+        done = subprocess.run(
+            cmd, stdout=log, stderr=subprocess.STDOUT, env=spark_env(), cwd=REPO, timeout=timeout
+        )
+    seconds = time.perf_counter() - start
+    if done.returncode != 0:
+        tail = log_path.read_text(errors="replace")[-4000:]
+        raise AssertionError(f"spark-submit {job} exited {done.returncode}:\n{tail}")
+    return seconds
+
+
+def build_pyfiles(dist: Path) -> Path:
+    spec = importlib.util.spec_from_file_location("rbm_package", REPO / "scripts" / "package.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.build_pyfiles_zip(dist)
+
+
+def submit_pipeline(
+    master: str,
+    data: Path,
+    out: Path,
+    pyfiles: Path,
+    logs: Path,
+    conf: Path = REPO / "conf" / "cluster.toml",
+    train_args: Sequence[str] = (),
+    extra_conf: dict[str, str] | None = None,
+    timeout: float = 300,
+    memory: str = "1g",
+) -> dict[str, float]:
+    """ingest, train, score, evaluate: one spark-submit each; wall seconds per step."""
+    common = ["--conf", str(conf), "--out", str(out)]
+    steps = {
+        "ingest": ["--ratings", str(data / "train.dat"), "--test", str(data / "test.dat"),
+                   "--movies", str(data / "movies.dat")],
+        "train": list(train_args),
+        "score": ["--dt", DT],
+        "evaluate": ["--dt", DT],
+    }  # fmt: skip
+    logs.mkdir(parents=True, exist_ok=True)
+    return {
+        step: spark_submit(master, step, [*common, *args], pyfiles, logs / f"{step}.log",
+                           extra_conf, timeout, memory)
+        for step, args in steps.items()
+    }  # fmt: skip
+
+
+# ------------------------------------------------------------------------------ fixtures
+
+
+@pytest.fixture(scope="module")
+def dataset(tmp_path_factory) -> Path:
+    from rbmcore.generate import GeneratorSpec, write_dataset
+
+    folder = tmp_path_factory.mktemp("cluster-data")
+    spec = GeneratorSpec(n_users=300, n_movies=200, n_ratings=15_000, seed=0, test_fraction=0.2)
+    write_dataset(spec, str(folder))
+    return folder
+
+
+@pytest.fixture(scope="module")
+def test_conf(tmp_path_factory) -> Path:
+    """conf/cluster.toml (no master) with 4 shuffle partitions and no UI, for both runs."""
+    text = (REPO / "conf" / "cluster.toml").read_text()
+    text = text.replace(
+        '"spark.sql.shuffle.partitions" = "200"', '"spark.sql.shuffle.partitions" = "4"'
+    ).replace("[spark.conf]\n", '[spark.conf]\n"spark.ui.enabled" = "false"\n', 1)
+    path = tmp_path_factory.mktemp("conf") / "cluster-test.toml"
+    path.write_text(text)
+    return path
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory):
+    with StandaloneCluster(tmp_path_factory.mktemp("spark-standalone")) as running:
+        yield running
+
+
+@pytest.fixture(scope="module")
+def pyfiles(tmp_path_factory) -> Path:
+    return build_pyfiles(tmp_path_factory.mktemp("dist"))
+
+
+@pytest.fixture(scope="module")
+def cluster_run(cluster, dataset, pyfiles, test_conf, tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("on-cluster") / "run"
+    submit_pipeline(
+        cluster.url, dataset, out, pyfiles, out.parent / "logs", test_conf,
+        ["--epochs", str(EPOCHS)],
+    )  # fmt: skip
+    return out
+
+
+@pytest.fixture(scope="module")
+def local_run(spark, dataset, test_conf, tmp_path_factory) -> Path:
+    """The same pipeline in local mode: ``jobs/run.py``'s main with ``--master local[2]``, in the
+    test session's local SparkSession (one JVM fewer than a subprocess on this small machine)."""
+    from jobs import run as run_job
+
+    out = tmp_path_factory.mktemp("local-mode") / "run"
+    argv = [
+        "--conf", str(test_conf), "--master", "local[2]",
+        "--ratings", str(dataset / "train.dat"), "--test", str(dataset / "test.dat"),
+        "--movies", str(dataset / "movies.dat"), "--out", str(out), "--dt", DT,
+        "--epochs", str(EPOCHS),
+    ]  # fmt: skip
+    assert run_job.main(argv) == 0
+    return out
+
+
+def read_export(out: Path) -> pd.DataFrame:
+    recs = pd.read_parquet(out / "recommendations" / f"dt={DT}")
+    return recs.sort_values(["user_id", "rank"]).reset_index(drop=True)
+
+
+@pytest.mark.cluster
+def test_every_job_ran_on_the_cluster(cluster, cluster_run):
+    """spark-submit's --master reached each job: four applications completed on the master,
+    none failed, and the pipeline's outputs exist."""
+    apps = cluster.state().get("completedapps", [])
+    assert len(apps) >= 4, apps
+    assert all(app.get("state") == "FINISHED" for app in apps), apps
+    assert all(app.get("cores", 0) >= 1 for app in apps)  # executors were granted
+    assert (cluster_run / "recommendations" / f"dt={DT}" / "_SUCCESS").exists()
+    metrics = json.loads((cluster_run / "metrics.json").read_text())
+    assert metrics["test_users"] > 250
+
+
+@pytest.mark.cluster
+def test_cluster_export_equals_local_mode(cluster_run, local_run):
+    on_cluster, local = read_export(cluster_run), read_export(local_run)
+    assert len(on_cluster) == len(local) > 0
+    key = ["user_id", "rank", "movie_id"]
+    pd.testing.assert_frame_equal(on_cluster[key], local[key])
+    np.testing.assert_allclose(on_cluster["score"], local["score"], rtol=0, atol=1e-5)
+    cluster_model = json.loads((cluster_run / "model" / "model.json").read_text())
+    local_model = json.loads((local_run / "model" / "model.json").read_text())
+    assert cluster_model["weights_sha256"] == local_model["weights_sha256"]
+
+
+@pytest.mark.cluster
+def test_distributed_training_matches_single_process(
+    spark, cluster, cluster_run, pyfiles, test_conf
+):
+    """--distributed 2 on the cluster (binary kind): the saved model's test like error is within
+    0.01 of single-process training (on the driver, here in local mode) of the same ingest,
+    config, seed and epochs."""
+    import pyarrow.parquet as pq
+    import torch
+
+    from jobs.common import load_conf
+    from jobs.ingested import align_rows, csr_from_arrow
+    from jobs.train import run_train
+    from rbmcore.artifact import load_model
+    from rbmcore.training import heldout_metrics
+
+    out = cluster_run
+    spark_submit(
+        cluster.url,
+        "train",
+        ["--conf", str(test_conf), "--out", str(out), "--kind", "binary",
+         "--model", str(out / "model_distributed"), "--epochs", str(EPOCHS),
+         "--distributed", "2"],
+        pyfiles,
+        out.parent / "logs" / "train_distributed.log",
+    )  # fmt: skip
+    conf = load_conf(str(test_conf))
+    conf["train"].update(kind="binary", epochs=EPOCHS)
+    run_train(spark, conf, str(out), str(out / "model_single"))
+
+    n_items = pq.read_table(out / "ingest" / "items").num_rows
+
+    def rows(split: str):
+        table = pq.read_table(out / "ingest" / split, columns=["user_id", "items", "ratings"])
+        return csr_from_arrow(table.sort_by("user_id"), n_items)
+
+    context, target = align_rows(rows("train"), rows("test"))
+    single = load_model(out / "model_single")
+    dist = load_model(out / "model_distributed")
+    assert dist.meta["kind"] == single.meta["kind"] == "binary"
+    assert {r["processes"] for r in dist.meta["training"]["history"]} == {2}
+    m_single = heldout_metrics(single.model, context, target, torch.device("cpu"))
+    m_dist = heldout_metrics(dist.model, context, target, torch.device("cpu"))
+    print(f"\nsingle process: {m_single}\n2 processes:    {m_dist}")
+    assert abs(m_dist["like_error"] - m_single["like_error"]) <= 0.01, (m_single, m_dist)
+    assert m_dist["auc"] > 0.6, m_dist
+
+
+# ------------------------------------------------- rbmcore.distributed without a cluster
+
+
+def test_shard_batches_splits_every_batch_across_ranks():
+    from rbmcore.distributed import shard_batches
+
+    batches = [np.arange(0, 5), np.arange(5, 6), np.arange(6, 10)]
+    shards = [shard_batches(batches, rank, 2) for rank in range(2)]
+    assert [len(s) for s in shards] == [3, 3]  # same number of steps on every rank
+    for b, (first, second) in enumerate(zip(*shards, strict=True)):
+        if len(batches[b]) >= 2:
+            assert sorted([*first, *second]) == list(batches[b])
+        else:  # fewer users than ranks: every rank takes the whole batch
+            assert list(first) == list(second) == list(batches[b])
+
+
+def test_train_worker_in_one_process_equals_plain_training(monkeypatch):
+    """World size 1 (gloo, in this process): the all-reduce is the identity, so the worker's
+    weights, history and best epoch equal a plain ``Trainer.fit`` of the same model."""
+    import torch
+
+    from rbmcore.data import csr_from_pairs, split_holdout
+    from rbmcore.distributed import make_payload, train_worker
+    from rbmcore.models import build_model
+    from rbmcore.training import TrainConfig, Trainer
+
+    rng = np.random.default_rng(3)
+    users, items = rng.integers(0, 60, 1500), rng.integers(0, 40, 1500)
+    key = np.unique(users * 40 + items)
+    ratings = rng.integers(1, 6, len(key)).astype(np.int8)
+    train = csr_from_pairs(key // 40, key % 40, ratings, 40)
+    config = TrainConfig(kind="binary", n_hidden=8, epochs=4, patience=2, device="cpu")
+    fit, held = split_holdout(train, 0.2, np.random.default_rng(0))
+    batches = [np.arange(s, min(s + 16, len(fit))) for s in range(0, len(fit), 16)]
+
+    def fresh():
+        model = build_model("binary", 40, 8, torch.Generator().manual_seed(7))
+        model.init_visible_biases(fit)
+        return model
+
+    expected = Trainer(fresh(), config, torch.device("cpu"))
+    history = expected.fit(fit, batches, (fit, held))
+    for name, value in dict(RANK="0", WORLD_SIZE="1", LOCAL_RANK="0",
+                            MASTER_ADDR="127.0.0.1", MASTER_PORT=str(free_port())).items():
+        monkeypatch.setenv(name, value)  # fmt: skip
+    threads = torch.get_num_threads()
+    try:
+        result = train_worker(make_payload(fresh(), config, fit, batches, (fit, held)))
+    finally:
+        torch.set_num_threads(threads)  # the worker set 1 thread; leave the session as it was
+    assert result["best_epoch"] == expected.best_epoch
+    assert [r["val"] for r in result["history"]] == [r["val"] for r in history]
+    for name, tensor in expected.model.state_dict().items():
+        torch.testing.assert_close(result["state"][name], tensor, rtol=0, atol=1e-6)
