@@ -11,7 +11,7 @@ Writes into DIST (default ``dist/``):
 
 The zip carries our code only. The third-party dependencies (torch, numpy, pandas, pyarrow,
 safetensors) must already be on the executors, or be shipped as a packed virtualenv with
-``--archives`` (see docs/cluster.md):
+``--archives`` (see README, "Running on a Spark cluster"):
 
     pip install venv-pack   # or: pip install -e '.[cluster]'
     venv-pack -p .venv -o dist/rbm_reco_env.tar.gz
@@ -89,7 +89,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"built {path} ({path.stat().st_size // 1024} KiB)")
     print(
         "ship with: spark-submit --py-files "
-        f"{dist / PYFILES_ZIP} jobs/<job>.py ...   (docs/cluster.md: dependencies via --archives)"
+        f"{dist / PYFILES_ZIP} jobs/<job>.py ...   (README: dependencies via --archives)"
     )
     return 0
 

@@ -624,10 +624,11 @@ def test_no_pickle_anywhere_in_the_sources():
 
 
 def operations_section() -> str:
-    """The README's operations section (docs/operations.md until it is merged into README)."""
+    """The README's operations section."""
     readme = (REPO / "README.md").read_text()
     match = re.search(r"^## Operations\n(.*?)(?=^## |\Z)", readme, re.M | re.S)
-    return match.group(1) if match else (REPO / "docs" / "operations.md").read_text()
+    assert match, "README.md has no ## Operations section"
+    return match.group(1)
 
 
 def test_operations_section_matches_the_exit_codes_and_layout():
