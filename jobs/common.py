@@ -117,6 +117,22 @@ def add_common_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--log-level", default="INFO", help="DEBUG, INFO, WARNING (default INFO)")
 
 
+def parse_job_args(
+    prog: str,
+    doc: str | None,
+    add_arguments: Callable[[argparse.ArgumentParser], None],
+    argv: Sequence[str] | None,
+) -> argparse.Namespace:
+    """Parse a job's command line (``--help`` shows the module docstring) and set up logging."""
+    parser = argparse.ArgumentParser(
+        prog=prog, description=doc, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    add_arguments(parser)
+    args = parser.parse_args(argv)
+    setup_logging(args.log_level)
+    return args
+
+
 def resolve_conf(args: argparse.Namespace, flag_overrides: dict[str, Any]) -> dict[str, Any]:
     """Config file, then --set pairs, then explicit flags (``None`` flags are ignored)."""
     conf = load_conf(args.conf)

@@ -32,9 +32,9 @@ from jobs.common import (  # noqa: E402
     dumps_json,
     get_spark,
     join_path,
+    parse_job_args,
     resolve_conf,
     run_main,
-    setup_logging,
 )
 from jobs.export import is_complete  # noqa: E402
 from jobs.ingested import load_vocabulary, require  # noqa: E402
@@ -206,14 +206,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="rbm-reco evaluate",
-        description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    add_arguments(parser)
-    args = parser.parse_args(argv)
-    setup_logging(args.log_level)
+    args = parse_job_args("rbm-reco evaluate", __doc__, add_arguments, argv)
     conf = resolve_conf(args, {"score": {"top_k": args.top_k}})
     spark = get_spark(conf, args.master)
     result = run_evaluate(spark, conf, args.out, args.dt, args.model)

@@ -22,9 +22,9 @@ from jobs.common import (  # noqa: E402
     BadInputError,
     add_common_arguments,
     get_spark,
+    parse_job_args,
     resolve_conf,
     run_main,
-    setup_logging,
 )
 from jobs.ingested import csr_from_arrow, load_vocabulary  # noqa: E402
 
@@ -71,14 +71,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="rbm-reco recommend",
-        description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    add_arguments(parser)
-    args = parser.parse_args(argv)
-    setup_logging(args.log_level)
+    args = parse_job_args("rbm-reco recommend", __doc__, add_arguments, argv)
     conf = resolve_conf(args, {"score": {"top_k": args.top_k}})
     spark = get_spark(conf, args.master)
     print(user_report(spark, args.out, args.user, int(conf["score"]["top_k"]), args.model))

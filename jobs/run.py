@@ -30,9 +30,9 @@ from jobs.common import (  # noqa: E402
     add_common_arguments,
     get_spark,
     join_path,
+    parse_job_args,
     resolve_conf,
     run_main,
-    setup_logging,
     timed,
 )
 from jobs.evaluate import one_line, run_evaluate  # noqa: E402
@@ -158,14 +158,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="rbm-reco run",
-        description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    add_arguments(parser)
-    args = parser.parse_args(argv)
-    setup_logging(args.log_level)
+    args = parse_job_args("rbm-reco run", __doc__, add_arguments, argv)
     overrides = train_overrides(args)
     overrides["score"] = {"top_k": args.top_k}
     overrides["ingest"] = {"max_bad_fraction": args.max_bad_fraction, "batch_size": args.batch_size}

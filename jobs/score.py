@@ -29,9 +29,9 @@ from jobs.common import (  # noqa: E402
     UsageError,
     add_common_arguments,
     get_spark,
+    parse_job_args,
     resolve_conf,
     run_main,
-    setup_logging,
 )
 from jobs.export import publish_date  # noqa: E402
 from jobs.ingested import load_vocabulary, require  # noqa: E402
@@ -270,14 +270,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="rbm-reco score",
-        description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    add_arguments(parser)
-    args = parser.parse_args(argv)
-    setup_logging(args.log_level)
+    args = parse_job_args("rbm-reco score", __doc__, add_arguments, argv)
     conf = resolve_conf(args, {"score": {"top_k": args.top_k}})
     spark = get_spark(conf, args.master)
     info = run_score(spark, conf, args.out, args.dt, args.model)

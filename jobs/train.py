@@ -33,9 +33,9 @@ from jobs.common import (  # noqa: E402
     UsageError,
     add_common_arguments,
     get_spark,
+    parse_job_args,
     resolve_conf,
     run_main,
-    setup_logging,
 )
 from jobs.ingested import (  # noqa: E402
     DEFAULT_CACHE_BUDGET_MB,
@@ -404,14 +404,7 @@ def train_overrides(args: argparse.Namespace) -> dict[str, dict[str, Any]]:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="rbm-reco train",
-        description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    add_arguments(parser)
-    args = parser.parse_args(argv)
-    setup_logging(args.log_level)
+    args = parse_job_args("rbm-reco train", __doc__, add_arguments, argv)
     conf = resolve_conf(args, train_overrides(args))
     spark = get_spark(conf, args.master)
     meta = run_train(spark, conf, args.out, args.model, args.resume)
