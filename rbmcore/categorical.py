@@ -14,13 +14,60 @@ Weights ``W[item * K + state, hidden]`` are shared by all users, so ``p(h | V)``
 
 from __future__ import annotations
 
+from dataclasses import dataclass, replace
+
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from rbmcore.data import LIKE_THRESHOLD, RatingsCSR, UserBatch, rated_dots
+from rbmcore.data import LIKE_THRESHOLD, RatingsCSR, UserBatch, rated_dots, rated_pattern
 
 STATES_BY_KIND = {"binary": 2, "softmax": 5}
+
+
+@dataclass(frozen=True)
+class GibbsPlan:
+    """What every Gibbs step and the CD gradient of one batch reuse, built once per update.
+
+    With K = 2 the visible step needs only the logit difference of state 1 over state 0, so
+    C = 1 column per item (``W[:, 1] - W[:, 0]``); otherwise C = K.
+
+    units: (nnz,) ``items * K`` (state-0 unit of every rated item); weights: (n_items * C,
+    hidden) detached hidden-to-visible weights; bias: (nnz, C) the visible logits' constant
+    part (item biases + user offsets); pattern: ``rated_pattern`` (batch, n_items * C).
+    K = 2 on the CPU only (else None): reference, the data's majority state; reference_input:
+    (batch, hidden) the hidden input if every entry were in that state; row_ids: 0..batch-1.
+    """
+
+    units: torch.Tensor
+    weights: torch.Tensor
+    bias: torch.Tensor
+    pattern: torch.Tensor
+    reference: int | None = None
+    reference_input: torch.Tensor | None = None
+    row_ids: torch.Tensor | None = None
+
+
+class _HiddenFreeEnergyGap(torch.autograd.Function):
+    """(sum softplus(x_model) - sum softplus(x_data)) / batch: the hidden-unit part of the CD
+    loss ``mean F(data) - mean F(model)`` from the hidden inputs x, (batch, hidden), of both
+    chains' ends. Its gradient is taken in closed form instead of through ``embedding_bag``:
+    d/dW[unit] = (sum of p_model[row] over the model's units - the same for the data) / batch,
+    d/db_h = sum over rows of (p_model - p_data) / batch, with p = sigmoid(x)."""
+
+    @staticmethod
+    def forward(ctx, W, b_h, x_data, x_model, scatter):  # noqa: ANN001 (autograd signature)
+        ctx.scatter = scatter
+        ctx.save_for_backward(x_data, x_model)
+        return (F.softplus(x_model).sum() - F.softplus(x_data).sum()) / x_data.shape[0]
+
+    @staticmethod
+    def backward(ctx, grad):  # noqa: ANN001
+        x_data, x_model = ctx.saved_tensors
+        p_data, p_model = torch.sigmoid(x_data), torch.sigmoid(x_model)
+        scale = grad / x_data.shape[0]
+        grad_b_h = (p_model - p_data).sum(0) * scale
+        return ctx.scatter(p_model, p_data, scale), grad_b_h, None, None, None
 
 
 class CategoricalRBM(nn.Module):
@@ -136,21 +183,155 @@ class CategoricalRBM(nn.Module):
         visible = visible.index_add(0, batch.rows, bias)
         return -visible - F.softplus(self.hidden_input(batch, states)).sum(-1)
 
+    def gibbs_plan(self, batch: UserBatch, offsets: torch.Tensor, data: torch.Tensor) -> GibbsPlan:
+        """The batch's ``GibbsPlan`` under the current weights; offsets: (batch, K); data:
+        (nnz,) the ratings' states."""
+        K, items = self.n_states, batch.items
+        w, b_v, offsets = (
+            self.W.detach().view(-1, K, self.n_hidden),
+            self.b_v.detach(),
+            offsets.detach(),
+        )
+        if K == 2:
+            w, b_v, offsets = (
+                w[:, 1] - w[:, 0],
+                b_v[:, 1:] - b_v[:, :1],
+                offsets[:, 1:] - offsets[:, :1],
+            )
+        w = w.reshape(-1, self.n_hidden)
+        bias = b_v.index_select(0, items) + offsets.index_select(0, batch.rows)
+        plan = GibbsPlan(items * K, w, bias, rated_pattern(batch, bias.shape[1], len(w)))
+        if K == 2 and items.device.type == "cpu":
+            reference = int(2 * int(data.sum()) >= len(data))
+            reference_input = self.plan_hidden_input(batch, plan, torch.full_like(data, reference))
+            row_ids = torch.arange(batch.size, device=items.device)
+            plan = replace(
+                plan, reference=reference, reference_input=reference_input, row_ids=row_ids
+            )
+        return plan
+
+    def plan_hidden_input(self, batch: UserBatch, plan: GibbsPlan, states: torch.Tensor):
+        """(batch, n_hidden) ``hidden_input`` of states: (nnz,), an ``embedding_bag`` over the
+        plan's units. With a reference state (K = 2, CPU): its hidden input plus +-(W1 - W0)
+        summed over the entries in the other state only, fewer rows gathered (like/dislike
+        data are skewed; the GPU has the bandwidth and no host sync for the selection)."""
+        if plan.reference is None:
+            summed = F.embedding_bag(
+                plan.units + states, self.W.detach(), batch.offsets, mode="sum"
+            )
+            return summed + self.b_h.detach()
+        other = (states != plan.reference).nonzero().squeeze(1)
+        starts = torch.searchsorted(batch.rows.index_select(0, other), plan.row_ids)
+        summed = F.embedding_bag(
+            batch.items.index_select(0, other), plan.weights, starts, mode="sum"
+        )
+        return torch.add(plan.reference_input, summed, alpha=1 - 2 * plan.reference)
+
+    def plan_logits(self, h: torch.Tensor, batch: UserBatch, plan: GibbsPlan) -> torch.Tensor:
+        """(nnz, C) the rated items' visible logits given h: (batch, n_hidden), one sampled
+        product over the plan's pattern; with K = 2 the logit of state 1 minus state 0's."""
+        return plan.bias + rated_dots(h, plan.weights, batch, plan.bias.shape[1], plan.pattern)
+
+    def plan_sample_v(
+        self,
+        h: torch.Tensor,
+        batch: UserBatch,
+        plan: GibbsPlan,
+        generator: torch.Generator | None = None,
+    ) -> torch.Tensor:
+        """(nnz,) states sampled from p(v | h), h: (batch, n_hidden). With K = 2, state 1 with
+        probability sigmoid(logit difference) (one uniform each), else the softmax's inverse
+        CDF."""
+        logits = self.plan_logits(h, batch, plan)
+        u = torch.rand(logits.shape[0], 1, generator=generator, device=logits.device)
+        if self.n_states == 2:
+            return (u < torch.sigmoid(logits)).squeeze(1).long()
+        cdf = torch.softmax(logits, dim=-1).cumsum(-1)
+        return (u > cdf).sum(-1).clamp_(max=self.n_states - 1)
+
+    def states_nll(self, logits: torch.Tensor, states: torch.Tensor) -> torch.Tensor:
+        """(nnz,) -log p(v_i = states_i) from ``plan_logits``' (nnz, C) logits."""
+        if self.n_states == 2:  # -log sigmoid(+-d) = softplus(-+d)
+            return F.softplus(torch.where(states == 1, -logits[:, 0], logits[:, 0]))
+        return -torch.log_softmax(logits, -1).gather(1, states.unsqueeze(1)).squeeze(1)
+
+    def scatter_units(
+        self,
+        batch: UserBatch,
+        model: torch.Tensor,
+        data: torch.Tensor,
+        p_model: torch.Tensor,
+        p_data: torch.Tensor,
+        scale: torch.Tensor,
+    ) -> torch.Tensor:
+        """(n_items * K, n_hidden) ``scale`` x (p_model[row] summed onto each entry's model unit
+        minus p_data[row] onto its data unit); model, data: (nnz,) states; p_*: (batch,
+        n_hidden); scale: 0-dim. One ``embedding_bag`` whose bags are the units (entries sorted
+        by unit), its table both p's, its per-sample weights +-scale."""
+        units = torch.cat([batch.items * self.n_states + model, batch.items * self.n_states + data])
+        order = torch.argsort(units, stable=True)
+        counts = torch.bincount(units, minlength=self.n_items * self.n_states)
+        rows = torch.cat([batch.rows, batch.rows + batch.size])[order]
+        signs = torch.cat([scale.expand(batch.nnz), -scale.expand(batch.nnz)])[order]
+        table = torch.cat([p_model, p_data])
+        starts = torch.cumsum(counts, 0) - counts
+        return F.embedding_bag(rows, table, starts, mode="sum", per_sample_weights=signs)
+
     def cd_loss(
         self, batch: UserBatch, k: int, generator: torch.Generator | None = None
     ) -> torch.Tensor:
-        """Scalar whose gradient is the CD-k update: mean F(data) - mean F(model sample)."""
+        """Scalar whose gradient is the CD-k update: mean F(data) - mean F(model sample).
+
+        The chain runs on a ``GibbsPlan`` of the batch; the hidden part of the loss gets its
+        W / b_h gradient in closed form (``_HiddenFreeEnergyGap``), the visible biases and
+        ``u_scale`` theirs by autograd."""
+        return self.cd_loss_and_nll(batch, k, generator, with_nll=False)[0]
+
+    def cd_loss_and_nll(
+        self,
+        batch: UserBatch,
+        k: int,
+        generator: torch.Generator | None = None,
+        with_nll: bool = True,
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """``cd_loss`` and, if ``with_nll``, (nnz,) the reconstruction NLL of the ratings'
+        states under the mean-field p(h | the same ratings), before the update (the training
+        loss report), sharing the chain's plan and first hidden pass."""
         data = self.states_of(batch.ratings)
         offsets = self.user_offsets(batch, data)
         with torch.no_grad():
-            _, h = self.sample_h(batch, data, generator)
+            plan = self.gibbs_plan(batch, offsets, data)
+            x_data = self.plan_hidden_input(batch, plan, data)
+            nll = None
+            if with_nll:
+                nll = self.states_nll(self.plan_logits(torch.sigmoid(x_data), batch, plan), data)
+            x, model = x_data, data
             for _ in range(k):
-                _, model = self.sample_v(h, batch, generator, offsets.detach())
-                _, h = self.sample_h(batch, model, generator)
-        return (
-            self.free_energy(batch, data, offsets).mean()
-            - self.free_energy(batch, model, offsets).mean()
+                h = torch.rand(x.shape, generator=generator, device=x.device) < torch.sigmoid(x)
+                model = self.plan_sample_v(h.to(x.dtype), batch, plan, generator)
+                x = self.plan_hidden_input(batch, plan, model)
+
+        def scatter(p_model: torch.Tensor, p_data: torch.Tensor, scale: torch.Tensor):
+            return self.scatter_units(batch, model, data, p_model, p_data, scale)
+
+        hidden = _HiddenFreeEnergyGap.apply(self.W, self.b_h, x_data, x, scatter)
+        return hidden - self.visible_gap(batch, offsets, data, model) / batch.size, nll
+
+    def visible_gap(
+        self, batch: UserBatch, offsets: torch.Tensor, data: torch.Tensor, model: torch.Tensor
+    ) -> torch.Tensor:
+        """Scalar sum over the entries of the visible biases (b_v + user offsets) of the data
+        states minus those of the model states; offsets: (batch, K); data, model: (nnz,)."""
+        K = self.n_states
+        b_v, offsets = self.b_v.view(-1), offsets.view(-1)
+        item_units, row_units = batch.items * K, batch.rows * K
+        data_bias = b_v.index_select(0, item_units + data) + offsets.index_select(
+            0, row_units + data
         )
+        model_bias = b_v.index_select(0, item_units + model) + offsets.index_select(
+            0, row_units + model
+        )
+        return data_bias.sum() - model_bias.sum()
 
     # -- prediction --------------------------------------------------------------------------
     def hidden_probs(self, batch: UserBatch) -> torch.Tensor:
