@@ -56,9 +56,14 @@ from rbmcore.checkpoint import (  # noqa: E402
 )
 from rbmcore.data import batches_from_assignment, split_holdout  # noqa: E402
 from rbmcore.device import choose_device  # noqa: E402
-from rbmcore.hybrid import HybridTrainer, choose_alpha, model_for_config  # noqa: E402
+from rbmcore.hybrid import (  # noqa: E402
+    HybridTrainer,
+    choose_alpha,
+    model_for_config,
+    trainer_for,
+)
 from rbmcore.models import KINDS  # noqa: E402
-from rbmcore.training import TrainConfig, Trainer  # noqa: E402
+from rbmcore.training import TrainConfig, Trainer, without_item_parts  # noqa: E402
 
 log = logging.getLogger("rbm-reco.train")
 
@@ -87,6 +92,15 @@ def checkpoint_dir(model_path: str) -> str:
     if fs.is_local(model_path):
         return fs.local_path(model_path).rstrip("/") + ".checkpoint"
     return os.path.join(tempfile.gettempdir(), "rbm-reco-checkpoints", str(abs(hash(model_path))))
+
+
+def user_based_only(config: TrainConfig, reason: str) -> TrainConfig:
+    """``config`` without item-based parts (they need every rating in the driver's memory),
+    logged when that changes the model."""
+    plain = without_item_parts(config)
+    if plain != config:
+        log.warning("%s: training user-based RBMs only (no item-based parts)", reason)
+    return plain
 
 
 def load_training_data(spark, conf: dict[str, Any], config: TrainConfig, out: str, n_items: int):
@@ -157,6 +171,8 @@ def run_train(
     fit_part, batches, validation, test, n_users, n_ratings = load_training_data(
         spark, conf, config, out, vocab.n_items
     )
+    if isinstance(batches, StreamingBatches):
+        config = user_based_only(config, "streamed training data (train.cache = stream)")
     log.info(
         "training %s RBM: %d users, %d items, %d ratings, %s hidden, device %s",
         config.kind,
@@ -166,18 +182,19 @@ def run_train(
         config.n_hidden or "per-part",
         device,
     )
-    model = model_for_config(config, vocab.n_items, torch.Generator().manual_seed(config.seed))
+    model = model_for_config(
+        config, vocab.n_items, torch.Generator().manual_seed(config.seed), len(fit_part)
+    )
     model.init_visible_biases(fit_part)
     ckpt = checkpoint_dir(model_path)
-    if config.kind == "hybrid":  # two sub-models one after another, per-part checkpoints
-        trainer = HybridTrainer(model, config, device, checkpoint_dir=ckpt, resume=resume)
+    trainer = trainer_for(model, config, device, checkpoint_dir=ckpt, resume=resume)
+    if not isinstance(trainer, Trainer):  # hybrid / two-way: parts in turn, per-part checkpoints
         history = trainer.fit(fit_part, batches, validation, test)
         meta = save_artifact(
             spark, trainer, vocab.movie_ids, model_path, history, n_users, n_ratings
         )
         shutil.rmtree(ckpt, ignore_errors=True)
         return meta
-    trainer = Trainer(model, config, device)
     start = 0
     if resume and has_checkpoint(ckpt):
         start = load_checkpoint(ckpt, trainer)
@@ -204,9 +221,7 @@ def run_train(
             else "no checkpoint was written"
         )
         raise FloatingPointError(f"{exc}; {kept}; the model at {model_path} is unchanged") from exc
-    meta = save_artifact(
-        spark, trainer, vocab.movie_ids, model_path, history, n_users, n_ratings
-    )
+    meta = save_artifact(spark, trainer, vocab.movie_ids, model_path, history, n_users, n_ratings)
     shutil.rmtree(ckpt, ignore_errors=True)
     return meta
 
@@ -226,7 +241,7 @@ def run_train_distributed(
     """
     if resume:
         raise UsageError("--resume is not supported with --distributed (no per-epoch checkpoints)")
-    config = train_config_from(conf)
+    config = user_based_only(train_config_from(conf), "distributed training")
     model_path = model_path or layout.model_dir(out)
     vocab = load_vocabulary(spark, out)
     in_memory = {**conf, "train": {**conf.get("train", {}), "cache": "memory"}}
@@ -256,9 +271,7 @@ def run_train_distributed(
         trainer = Trainer(model, config, torch.device("cpu"))
         trainer.best_epoch = best_epoch
     trainer.device = device
-    return save_artifact(
-        spark, trainer, vocab.movie_ids, model_path, history, n_users, n_ratings
-    )
+    return save_artifact(spark, trainer, vocab.movie_ids, model_path, history, n_users, n_ratings)
 
 
 def fit_distributed(
@@ -359,7 +372,9 @@ def save_artifact(
         "config": trainer.config.to_dict(),
         "history": history,
         "best_epoch": trainer.best_epoch,
-        **({"alpha_search": trainer.alpha_search} if hasattr(trainer, "alpha_search") else {}),
+        **{
+            k: getattr(trainer, k) for k in ("alpha_search", "weight_search") if hasattr(trainer, k)
+        },
         "users": n_users,
         "ratings": n_ratings,
         "device": str(trainer.device),

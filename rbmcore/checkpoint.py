@@ -7,6 +7,7 @@ best-so-far weights) and ``state.json`` (epoch, history, config, SHA-256 of the 
 from __future__ import annotations
 
 import json
+import logging
 import os
 import shutil
 import tempfile
@@ -23,6 +24,9 @@ from rbmcore.errors import ModelFileError
 TENSORS = "state.safetensors"
 META = "state.json"
 META_KEYS = ("epochs_done", "best_epoch", "history", "config", "tensors_sha256")
+DONE_MARKER = "phase.done"  # written when a part's training has finished
+
+log = logging.getLogger("rbm-reco.train")
 
 
 def save_checkpoint(folder: str | Path, trainer: Any) -> None:
@@ -135,3 +139,35 @@ def load_checkpoint(folder: str | Path, trainer: Any) -> int:
 
 def _strip(tensors: dict[str, torch.Tensor], prefix: str) -> dict[str, torch.Tensor]:
     return {k[len(prefix) :]: v for k, v in tensors.items() if k.startswith(prefix)}
+
+
+def fit_resumable(
+    trainer: Any, folder: str | Path | None, resume: bool, label: str, **fit_args: Any
+) -> Any:
+    """``trainer.fit(**fit_args)`` with a checkpoint in ``folder`` after every epoch.
+
+    With ``resume``, a finished checkpoint (``phase.done``) is loaded instead of training and
+    an unfinished one is continued exactly. ``label`` names the part in the log. Returns
+    ``trainer`` with its best weights in its model.
+    """
+    folder = Path(folder) if folder is not None else None
+    start = 0
+    if folder is not None and resume and has_checkpoint(folder):
+        start = load_checkpoint(folder, trainer)
+        if (folder / DONE_MARKER).exists():
+            if trainer.best_state is not None:
+                trainer.model.load_state_dict(trainer.best_state)
+            log.info("%s already trained (checkpoint %s)", label, folder)
+            return trainer
+        log.info("resuming %s after epoch %d", label, start)
+    log.info("training %s (%s RBM)", label, trainer.config.kind)
+
+    def on_epoch(t: Any, _record: dict[str, Any]) -> None:
+        if folder is not None:
+            save_checkpoint(folder, t)
+
+    trainer.fit(**fit_args, start_epoch=start, on_epoch=on_epoch)
+    if folder is not None:
+        save_checkpoint(folder, trainer)
+        (folder / DONE_MARKER).write_text("done\n")
+    return trainer

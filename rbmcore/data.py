@@ -120,6 +120,20 @@ def split_holdout(
     return _mask_rows(csr, ~held), _mask_rows(csr, held)
 
 
+def merge_rows(a: RatingsCSR, b: RatingsCSR) -> RatingsCSR:
+    """The union of two CSRs over the same rows (e.g. ``split_holdout``'s two parts), rows in
+    ``a``'s order, items ascending within a row."""
+    if not np.array_equal(a.user_ids, b.user_ids):
+        raise ValueError("merge_rows needs the same rows in the same order")
+    rows = np.concatenate([a.row_of_entries(), b.row_of_entries()])
+    items = np.concatenate([a.items, b.items])
+    order = np.lexsort((items, rows))
+    indptr = np.zeros(len(a) + 1, dtype=np.int64)
+    np.cumsum(np.bincount(rows, minlength=len(a)), out=indptr[1:])
+    ratings = np.concatenate([a.ratings, b.ratings])[order]
+    return RatingsCSR(a.user_ids, indptr, items[order], ratings, a.n_items)
+
+
 def _mask_rows(csr: RatingsCSR, keep: np.ndarray) -> RatingsCSR:
     row = csr.row_of_entries()
     counts = np.bincount(row[keep], minlength=len(csr))
@@ -133,7 +147,8 @@ class UserBatch:
     """One batch of users on a device, in the layout ``embedding_bag`` wants.
 
     offsets: (batch,) start of each row in ``items``; items: (nnz,) int64; ratings: (nnz,)
-    int64 in 1..5; rows: (nnz,) row of each entry; size: batch; n_items: catalogue width.
+    int64 in 1..5; rows: (nnz,) row of each entry; size: batch; n_items: catalogue width;
+    user_ids: (batch,) int64 ids of the rows' users (item-based models look their weights up).
     """
 
     offsets: torch.Tensor
@@ -142,6 +157,7 @@ class UserBatch:
     rows: torch.Tensor
     size: int
     n_items: int
+    user_ids: torch.Tensor | None = None
 
     @property
     def nnz(self) -> int:
@@ -163,6 +179,7 @@ def to_batch(csr: RatingsCSR, device: torch.device | str = "cpu") -> UserBatch:
         rows=torch.as_tensor(csr.row_of_entries(), dtype=torch.int64, device=device),
         size=len(csr),
         n_items=csr.n_items,
+        user_ids=torch.as_tensor(csr.user_ids, dtype=torch.int64, device=device),
     )
 
 
@@ -179,28 +196,42 @@ def batches_from_assignment(batch_ids: np.ndarray) -> list[np.ndarray]:
     return np.split(order, cuts)
 
 
-def rated_dots(h: torch.Tensor, weights: torch.Tensor, batch: UserBatch, n_states: int):
-    """(nnz, K) ``h[row] . weights[item * K + k]`` for every stored (row, item) of ``batch``
-    and state k: the hidden-to-visible product over the rated items only, as one sampled
-    dense-dense product (``torch.sparse.sampled_addmm``, O(nnz x K x hidden)) instead of
-    gathering an (nnz, K, hidden) copy of the weights. No autograd (forward passes only).
-
-    h: (batch, hidden); weights: (n_items * K, hidden); the batch's entries grouped by row in
-    row order (as ``to_batch`` makes them).
-    """
+def rated_pattern(batch: UserBatch, n_states: int, width: int) -> torch.Tensor:
+    """The sparse (batch, width) CSR layout of ``batch``'s rated (row, item * K + state) cells,
+    values zero (width: the weights' rows, n_items * K): the pattern of ``rated_dots``, built
+    once and reused for every product of a batch."""
     import warnings
 
-    K, nnz = n_states, batch.nnz
-    device = h.device
+    K, nnz, device = n_states, batch.nnz, batch.items.device
     crow = torch.empty(batch.size + 1, dtype=torch.int64, device=device)
     crow[:-1] = batch.offsets * K
     crow[-1] = nnz * K
     cols = (batch.items.unsqueeze(1) * K + torch.arange(K, device=device)).reshape(-1)
     with warnings.catch_warnings():  # "sparse CSR tensor support is in beta"
         warnings.simplefilter("ignore")
-        pattern = torch.sparse_csr_tensor(
-            crow, cols, torch.zeros(nnz * K, dtype=h.dtype, device=device),
-            size=(batch.size, weights.shape[0]),
-        )  # fmt: skip
-        out = torch.sparse.sampled_addmm(pattern, h, weights.T, beta=0.0)
-    return out.values().view(nnz, K)
+        return torch.sparse_csr_tensor(
+            crow, cols, torch.zeros(nnz * K, device=device), size=(batch.size, width)
+        )
+
+
+def rated_dots(
+    h: torch.Tensor,
+    weights: torch.Tensor,
+    batch: UserBatch,
+    n_states: int,
+    pattern: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """(nnz, K) ``h[row] . weights[item * K + k]`` for every stored (row, item) of ``batch``
+    and state k: the hidden-to-visible product over the rated items only, as one sampled
+    dense-dense product (``torch.sparse.sampled_addmm``, O(nnz x K x hidden)) instead of
+    gathering an (nnz, K, hidden) copy of the weights. No autograd (forward passes only).
+
+    h: (batch, hidden); weights: (n_items * K, hidden); the batch's entries grouped by row in
+    row order (as ``to_batch`` makes them); ``pattern``: ``rated_pattern`` of them if at hand.
+    """
+    if pattern is None:
+        pattern = rated_pattern(batch, n_states, weights.shape[0])
+    if pattern.dtype != h.dtype:
+        pattern = pattern.to(h.dtype)
+    out = torch.sparse.sampled_addmm(pattern, h, weights.T, beta=0.0)
+    return out.values().view(batch.nnz, n_states)

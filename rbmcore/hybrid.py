@@ -18,26 +18,26 @@ import numpy as np
 import torch
 from torch import nn
 
-from rbmcore.categorical import STATES_BY_KIND, CategoricalRBM
-from rbmcore.checkpoint import has_checkpoint, load_checkpoint, save_checkpoint
+from rbmcore.categorical import STATES_BY_KIND
+from rbmcore.checkpoint import fit_resumable
 from rbmcore.data import RatingsCSR, UserBatch
-from rbmcore.rated import RatedRBM
 from rbmcore.training import TrainConfig, Trainer, ranking_quality
+from rbmcore.twoway import TwoWayRBM, TwoWayTrainer, build_two_way, use_all_ratings
 
 log = logging.getLogger("rbm-reco.train")
 
 ALPHA_GRID = (0.0, 0.25, 0.5, 1.0, 2.0, 3.0, 5.0)
 DEFAULT_ALPHA = 1.0
-DONE_MARKER = "phase.done"
 
 
 class HybridRBM(nn.Module):
-    """A ``RatedRBM`` and a ``CategoricalRBM`` scored together (state keys ``rated.*``,
-    ``like.*`` and the buffer ``alpha``)."""
+    """A rated RBM (``RatedRBM``, or a two-way one) and a like RBM (``CategoricalRBM``, or a
+    two-way one) scored together (state keys ``rated.*``, ``like.*`` and the buffer
+    ``alpha``)."""
 
     kind = "hybrid"
 
-    def __init__(self, rated: RatedRBM, like: CategoricalRBM, alpha: float = DEFAULT_ALPHA):
+    def __init__(self, rated: nn.Module, like: nn.Module, alpha: float = DEFAULT_ALPHA):
         super().__init__()
         if rated.n_items != like.n_items:
             raise ValueError(f"sub-models disagree on n_items: {rated.n_items} vs {like.n_items}")
@@ -52,7 +52,7 @@ class HybridRBM(nn.Module):
     @property
     def n_states(self) -> int:
         """Dense floats per (user, item) while scoring, for chunk sizing."""
-        return self.like.n_states + 1
+        return self.like.n_states + self.rated.n_states
 
     def init_visible_biases(self, csr: RatingsCSR) -> None:
         self.rated.init_visible_biases(csr)
@@ -69,7 +69,7 @@ class HybridRBM(nn.Module):
         out.pop("score")
         if "pred_rating" not in out:  # a binary like part: same columns, no rating scale
             out["pred_rating"] = torch.full_like(out["p_like"], float("nan"))
-        p_rated = self.rated.p_rated_all(batch)
+        p_rated = self.rated.score_all(batch)["p_rated"]
         return {"score": self.combine(p_rated, out["p_like"]), "p_rated": p_rated, **out}
 
     def predict_pairs(
@@ -79,6 +79,11 @@ class HybridRBM(nn.Module):
         return self.like.predict_pairs(batch, items, rows)
 
     def hyperparameters(self) -> dict[str, Any]:
+        two_way = {
+            f"{part}_item": getattr(self, part).item.hyperparameters()
+            for part in ("rated", "like")
+            if isinstance(getattr(self, part), TwoWayRBM)
+        }
         return {
             "kind": self.kind,
             "n_items": self.n_items,
@@ -87,6 +92,7 @@ class HybridRBM(nn.Module):
             "rated_hidden": self.rated.n_hidden,
             "rated_models": self.rated.n_models,
             "alpha": float(self.alpha),
+            **two_way,
         }
 
 
@@ -98,18 +104,43 @@ def build_hybrid(
     rated_hidden: int = 200,
     rated_models: int = 1,
     alpha: float = DEFAULT_ALPHA,
+    rated_item: dict[str, int] | None = None,
+    like_item: dict[str, int] | None = None,
 ) -> HybridRBM:
     """A fresh hybrid: ``n_hidden`` hidden units in the like model, ``rated_hidden`` in each
-    of the ``rated_models`` rated RBMs."""
+    of the ``rated_models`` rated RBMs; ``rated_item`` / ``like_item`` ({"n_users",
+    "n_hidden", "n_models"}) make that part two-way."""
+    from rbmcore.models import build_model
+
     if like_kind not in STATES_BY_KIND:
         raise ValueError(f"like_kind must be one of {sorted(STATES_BY_KIND)}, got {like_kind!r}")
-    rated = RatedRBM(n_items, rated_hidden, generator=generator, n_models=rated_models)
-    like = CategoricalRBM(n_items, n_hidden, kind=like_kind, generator=generator)
+    rated = build_model("rated", n_items, rated_hidden, generator, n_models=rated_models)
+    like = build_model(like_kind, n_items, n_hidden, generator)
+    if rated_item:
+        rated = build_two_way(rated, generator=generator, **rated_item)
+    if like_item:
+        like = build_two_way(like, generator=generator, **like_item)
     return HybridRBM(rated, like, alpha)
 
 
-def model_for_config(config: TrainConfig, n_items: int, generator: torch.Generator | None = None):
-    """A freshly initialised model of ``config.kind`` with the config's sizes."""
+def item_part_sizes(config: TrainConfig, n_users: int | None) -> dict[str, int] | None:
+    """{"n_users", "n_hidden", "n_models"} of ``config``'s item-based part, or None."""
+    if not config.item_based:
+        return None
+    if not n_users:
+        raise ValueError("an item-based part needs the number of training users (n_users)")
+    item = config.item_part()
+    return {"n_users": n_users, "n_hidden": item.n_hidden, "n_models": item.n_models}
+
+
+def model_for_config(
+    config: TrainConfig,
+    n_items: int,
+    generator: torch.Generator | None = None,
+    n_users: int | None = None,
+):
+    """A freshly initialised model of ``config.kind`` with the config's sizes; ``n_users``
+    (the training users) sizes item-based parts (``item_based``)."""
     from rbmcore.models import build_model
 
     if config.kind == "hybrid":
@@ -121,9 +152,31 @@ def model_for_config(config: TrainConfig, n_items: int, generator: torch.Generat
             like_kind=like.kind,
             rated_hidden=rated.n_hidden,
             rated_models=rated.n_models,
+            rated_item=item_part_sizes(rated, n_users),
+            like_item=item_part_sizes(like, n_users),
         )
     params = {"n_models": config.n_models} if config.kind == "rated" else {}
+    item_based = item_part_sizes(config, n_users)
+    if item_based:
+        params["item_based"] = item_based
     return build_model(config.kind, n_items, config.n_hidden, generator, **params)
+
+
+def trainer_for(
+    model: torch.nn.Module,
+    config: TrainConfig,
+    device: torch.device,
+    after_backward=None,
+    checkpoint_dir: str | Path | None = None,
+    resume: bool = False,
+):
+    """The trainer of ``model``: ``HybridTrainer``, ``TwoWayTrainer`` or a plain ``Trainer``
+    (which checkpoints through the job itself)."""
+    if isinstance(model, HybridRBM):
+        return HybridTrainer(model, config, device, after_backward, checkpoint_dir, resume)
+    if isinstance(model, TwoWayRBM):
+        return TwoWayTrainer(model, config, device, after_backward, checkpoint_dir, resume)
+    return Trainer(model, config, device, after_backward)
 
 
 @torch.no_grad()
@@ -172,6 +225,7 @@ class HybridTrainer:
         self.history: list[dict[str, Any]] = []
         self.best_epochs: dict[str, int] = {}
         self.alpha_search: dict[float, float] = {}
+        self.weight_search: dict[str, dict[float, float]] = {}  # two-way parts' weights
 
     @property
     def best_epoch(self) -> int:
@@ -197,29 +251,30 @@ class HybridTrainer:
                 alpha,
                 ", ".join(f"{a:g}: {v:.4f}" for a, v in self.alpha_search.items()),
             )
+        use_all_ratings(self.model, train, validation)
         return self.history
 
-    def _fit_part(self, part, train, batches, validation, test) -> Trainer:
+    def _fit_part(self, part, train, batches, validation, test):
         sub_model = getattr(self.model, part)
-        trainer = Trainer(sub_model, self.config.part(part), self.device, self.after_backward)
         folder = self.checkpoint_dir / part if self.checkpoint_dir is not None else None
-        start = 0
-        if folder is not None and self.resume and has_checkpoint(folder):
-            start = load_checkpoint(folder, trainer)
-            if (folder / DONE_MARKER).exists():
-                if trainer.best_state is not None:
-                    sub_model.load_state_dict(trainer.best_state)
-                log.info("hybrid %s part already trained (checkpoint %s)", part, folder)
-                return trainer
-            log.info("resuming hybrid %s part after epoch %d", part, start)
-        log.info("training the hybrid's %s part (%s RBM)", part, trainer.config.kind)
-
-        def on_epoch(t: Trainer, _record: dict[str, Any]) -> None:
-            if folder is not None:
-                save_checkpoint(folder, t)
-
-        trainer.fit(train, batches, validation, test, start_epoch=start, on_epoch=on_epoch)
-        if folder is not None:
-            save_checkpoint(folder, trainer)
-            (folder / DONE_MARKER).write_text("done\n")
-        return trainer
+        config = self.config.part(part)
+        if isinstance(sub_model, TwoWayRBM):
+            log.info("training the hybrid's %s part (two-way %s RBM)", part, config.kind)
+            trainer = TwoWayTrainer(
+                sub_model, config, self.device, self.after_backward, folder, self.resume
+            )
+            trainer.use_all_ratings = False
+            trainer.fit(train, batches, validation, test)
+            self.weight_search[part] = trainer.weight_search
+            return trainer
+        trainer = Trainer(sub_model, config, self.device, self.after_backward)
+        return fit_resumable(
+            trainer,
+            folder,
+            self.resume,
+            f"the hybrid's {part} part",
+            train=train,
+            batches=batches,
+            validation=validation,
+            test=test,
+        )

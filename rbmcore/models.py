@@ -20,18 +20,27 @@ def build_model(
 ):
     """A freshly initialised model of ``kind`` over ``n_items`` catalogue items.
 
-    ``params``: ``n_models`` for ``rated``; ``like_kind``, ``rated_hidden``, ``rated_models``
-    for ``hybrid`` (whose ``n_hidden`` is the like sub-model's).
+    ``params``: ``n_models`` for ``rated``; ``like_kind``, ``rated_hidden``, ``rated_models``,
+    ``rated_item``, ``like_item`` for ``hybrid`` (whose ``n_hidden`` is the like sub-model's);
+    ``item_based`` = {"n_users", "n_hidden", "n_models"} adds an item-based part (a two-way
+    model, ``rbmcore.twoway``) to the other kinds.
     """
-    if kind in STATES_BY_KIND:
-        return CategoricalRBM(n_items, n_hidden, kind=kind, generator=generator, **params)
-    if kind == "rated":
-        return RatedRBM(n_items, n_hidden, generator=generator, **params)
     if kind == "hybrid":
         from rbmcore.hybrid import build_hybrid
 
         return build_hybrid(n_items, n_hidden, generator, **params)
-    raise ValueError(f"unknown model kind {kind!r}; choose one of {', '.join(KINDS)}")
+    item_based = params.pop("item_based", None)
+    if kind in STATES_BY_KIND:
+        model = CategoricalRBM(n_items, n_hidden, kind=kind, generator=generator, **params)
+    elif kind == "rated":
+        model = RatedRBM(n_items, n_hidden, generator=generator, **params)
+    else:
+        raise ValueError(f"unknown model kind {kind!r}; choose one of {', '.join(KINDS)}")
+    if item_based:
+        from rbmcore.twoway import build_two_way
+
+        return build_two_way(model, generator=generator, **item_based)
+    return model
 
 
 def model_from_tensors(hyper: dict[str, Any], tensors: dict[str, torch.Tensor]):

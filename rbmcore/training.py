@@ -13,7 +13,7 @@ import math
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -40,6 +40,7 @@ KIND_DEFAULTS: dict[str, dict[str, Any]] = {
         "cd_schedule": [[0, 1], [15, 3], [25, 5]],
         "n_models": 1,
         "sub_batches": 1,
+        "item_based": True,
     },
     "softmax": {
         "n_hidden": 100,
@@ -50,6 +51,7 @@ KIND_DEFAULTS: dict[str, dict[str, Any]] = {
         "cd_schedule": [[0, 1], [15, 3], [25, 5]],
         "n_models": 1,
         "sub_batches": 1,
+        "item_based": True,
     },
     "rated": {
         "n_hidden": 200,
@@ -61,6 +63,40 @@ KIND_DEFAULTS: dict[str, dict[str, Any]] = {
         # RBMs averaged; u1 validation nDCG@10: 0.190 (1), 0.212 (3), 0.217 (5), 0.220 (10)
         "n_models": 5,
         "sub_batches": 2,
+        "item_based": True,
+    },
+}
+# The item-based part of a two-way model (``item_based = true``; rbmcore.twoway): an RBM of the
+# same kind over the transposed ratings, batches of ``item_batch`` items. Chosen on the u1.base
+# validation split like KIND_DEFAULTS (BENCHMARKS.md); ``[train.item]`` overrides them.
+ITEM_DEFAULTS: dict[str, dict[str, Any]] = {
+    "binary": {
+        "n_hidden": 100,
+        "epochs": 150,
+        "lr": 0.01,
+        "weight_decay": 1e-4,
+        "lr_decay": 1.0,
+        "cd_schedule": [[0, 1]],
+    },
+    "softmax": {
+        "n_hidden": 100,
+        "epochs": 150,
+        "lr": 0.01,
+        "weight_decay": 1e-4,
+        "lr_decay": 1.0,
+        "cd_schedule": [[0, 1]],
+    },
+    "rated": {
+        "n_hidden": 200,
+        "epochs": 150,
+        "lr": 0.05,
+        "weight_decay": 1e-2,
+        "lr_decay": 1.0,
+        "cd_schedule": [[0, 1]],
+        "patience": 15,
+        # u1 hybrid validation nDCG@10, mean of seeds 1 and 2, by item-based RBMs x hidden:
+        # 3 x 100: 0.2326, 3 x 200: 0.2336, 5 x 200: 0.2353 (seed 42: 1 x 100 0.2343)
+        "n_models": 5,
     },
 }
 HYBRID_PARTS = ("rated", "like")
@@ -90,6 +126,9 @@ class TrainConfig:
     seed: int = 42
     device: str = "auto"
     like_kind: str = "softmax"  # hybrid: the like/rating sub-model's kind
+    item_based: bool | None = None  # also train an item-based RBM and blend (rbmcore.twoway)
+    item_batch: int = 20  # items per update of the item-based part
+    item: dict[str, Any] = field(default_factory=dict)  # overrides for the item-based part
     rated: dict[str, Any] = field(default_factory=dict)  # hybrid: overrides for the rated part
     like: dict[str, Any] = field(default_factory=dict)  # hybrid: overrides for the like part
 
@@ -116,8 +155,29 @@ class TrainConfig:
         shared = {k: v for k, v in shared.items() if v is not None and k != "like_kind"}
         return TrainConfig(kind=kind, **{**shared, **getattr(self, name)})
 
+    def item_part(self) -> TrainConfig:
+        """The config of a two-way model's item-based part: ``ITEM_DEFAULTS`` of the kind,
+        then the ``item`` table; seed, device, momentum and validation carve shared."""
+        if self.kind not in ITEM_DEFAULTS:
+            raise ValueError(f"kind {self.kind!r} has no item-based part")
+        shared = {k: getattr(self, k) for k in ("momentum", "val_fraction", "seed", "device")}
+        settings = {"n_models": 1, "sub_batches": 1}
+        settings.update({k: _copy(v) for k, v in ITEM_DEFAULTS[self.kind].items()})
+        settings.update({**self.item, "item_based": False})
+        return TrainConfig(kind=self.kind, item_batch=self.item_batch, **shared, **settings)
+
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+
+def without_item_parts(config: TrainConfig) -> TrainConfig:
+    """``config`` with ``item_based`` off, for a hybrid's parts too."""
+    return replace(
+        config,
+        item_based=False,
+        rated={k: v for k, v in config.rated.items() if k != "item_based"},
+        like={k: v for k, v in config.like.items() if k != "item_based"},
+    )
 
 
 def _copy(value: Any) -> Any:
@@ -135,7 +195,8 @@ def epoch_batch_order(seed: int, epoch: int, n_batches: int) -> np.ndarray:
 
 
 def make_optimizer(model: torch.nn.Module, config: TrainConfig) -> torch.optim.SGD:
-    """SGD with momentum; weight decay on the weights only, not on the biases."""
+    """SGD with momentum; weight decay on the weights only, not on the biases. Fused: one
+    kernel per parameter instead of one per term of the update (CPU and CUDA have it)."""
     decay = [p for name, p in model.named_parameters() if name == "W"]
     no_decay = [p for name, p in model.named_parameters() if name != "W"]
     return torch.optim.SGD(
@@ -145,6 +206,7 @@ def make_optimizer(model: torch.nn.Module, config: TrainConfig) -> torch.optim.S
         ],
         lr=config.lr,
         momentum=config.momentum,
+        fused=True,
     )
 
 
@@ -220,10 +282,13 @@ class Trainer:
         config: TrainConfig,
         device: torch.device,
         after_backward: Callable[[torch.nn.Module], None] | None = None,
+        evaluate: Callable[..., dict[str, float]] = heldout_metrics,
     ) -> None:
         """``after_backward(model)`` runs between backward and the optimiser step (e.g. an
-        all-reduce of the gradients in data-parallel training)."""
+        all-reduce of the gradients in data-parallel training). ``evaluate(model, context,
+        target, device)`` gives the per-epoch validation / test numbers."""
         self.after_backward = after_backward
+        self.evaluate = evaluate
         self.model = model.to(device)
         self.config = config
         self.device = device
@@ -262,27 +327,29 @@ class Trainer:
         self.model.train()
         for part in bar:
             batch = to_batch(part, self.device)
-            with torch.no_grad():
-                nll = self.reconstruction_nll(batch)
-                total += float(nll.sum())
-                count += nll.numel()
             self.optimizer.zero_grad(set_to_none=True)
-            self.model.cd_loss(batch, k, generator).backward()
+            loss, nll = self.cd_loss_and_nll(batch, k, generator)
+            total += float(nll.sum())
+            count += nll.numel()
+            loss.backward()
             if self.after_backward is not None:
                 self.after_backward(self.model)
             self.optimizer.step()
         self.model.eval()
         return total / max(count, 1)
 
-    def reconstruction_nll(self, batch) -> torch.Tensor:
-        """(n,) -log p(v_i = data state | mean-field h of the same ratings): the model's own
-        ``reconstruction_nll`` when it has one, else over the rated items' states."""
+    def cd_loss_and_nll(
+        self, batch, k: int, generator: torch.Generator
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """The model's CD-k loss of ``batch`` and (n,) the NLL of its ratings under the
+        mean-field reconstruction before the update: in one pass where the model has
+        ``cd_loss_and_nll``, else by its ``reconstruction_nll``."""
         model = self.model
-        if hasattr(model, "reconstruction_nll"):
-            return model.reconstruction_nll(batch)
-        logits = model.visible_logits(model.hidden_probs(batch), batch, model.batch_offsets(batch))
-        states = model.states_of(batch.ratings)
-        return -torch.log_softmax(logits, -1).gather(1, states.unsqueeze(1)).squeeze(1)
+        if hasattr(model, "cd_loss_and_nll"):
+            return model.cd_loss_and_nll(batch, k, generator)
+        with torch.no_grad():
+            nll = model.reconstruction_nll(batch)
+        return model.cd_loss(batch, k, generator), nll
 
     def fit(
         self,
@@ -320,9 +387,9 @@ class Trainer:
                 "seconds": time.perf_counter() - start,
             }
             if validation is not None:
-                record["val"] = heldout_metrics(self.model, *validation, self.device)
+                record["val"] = self.evaluate(self.model, *validation, self.device)
             if test is not None:
-                record["test"] = heldout_metrics(self.model, *test, self.device)
+                record["test"] = self.evaluate(self.model, *test, self.device)
             self.history.append(record)
             self._log_epoch(record)
             if self._is_best(record):

@@ -2,6 +2,7 @@
 
 import json
 import os
+import shutil
 
 import numpy as np
 import pandas as pd
@@ -110,3 +111,27 @@ def test_evaluation_meets_the_binary_quality_floor(u1_run):
     preds = pd.read_parquet(layout.predictions(out))
     assert {"user_id", "movie_id", "rating", "p_like"} <= set(preds.columns)
     assert len(preds) == 19968 and preds["p_like"].between(0, 1).all()
+
+
+def test_two_way_model_through_spark(u1_run, spark, tmp_path):
+    """A two-way softmax model (user-based + item-based RBM) trained by the train job and
+    scored by the Spark job: the export equals in-process scoring (the item-based part looks
+    the users up by id inside the Arrow UDF) and carries pred_rating."""
+    out, conf, _, _ = u1_run
+    two_way_out = str(tmp_path / "run")
+    shutil.copytree(os.path.join(out, "ingest"), os.path.join(two_way_out, "ingest"))
+    conf = {**conf, "train": {**conf["train"], "kind": "softmax", "epochs": 3,
+                              "item": {"epochs": 3}}}  # fmt: skip
+    meta = run_train(spark, conf, two_way_out)
+    assert meta["hyperparameters"]["item_based"]["n_users"] == 943
+    run_score(spark, conf, two_way_out, DT)
+    vocab = load_vocabulary(spark, two_way_out)
+    csr, _ = load_user_rows(spark, layout.train_ratings(two_way_out), vocab.n_items)
+    model = load_model(layout.model_dir(two_way_out)).model
+    rec = recommend_csr(model, csr, 10)
+    spark_recs = read_export(two_way_out).reset_index(drop=True)
+    order = np.lexsort((rec.ranks, rec.user_ids))
+    assert np.array_equal(spark_recs["user_id"], rec.user_ids[order])
+    assert np.array_equal(spark_recs["movie_id"], vocab.movie_ids[rec.items[order]])
+    assert np.allclose(spark_recs["score"], rec.scores[order], atol=1e-5, rtol=0)
+    assert spark_recs["pred_rating"].between(1, 5).all()

@@ -62,6 +62,7 @@ max_bad_fraction = 0.01
 batch_size = 50
 [train]
 kind = "binary"
+item_based = false  # one RBM, one checkpoint folder: the job's own checkpoint/resume path
 epochs = 2
 n_hidden = 16
 device = "cpu"

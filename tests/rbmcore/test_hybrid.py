@@ -13,6 +13,7 @@ from rbmcore.data import csr_from_lists, iter_row_chunks, split_holdout, to_batc
 from rbmcore.hybrid import HybridTrainer, build_hybrid, model_for_config
 from rbmcore.scoring import predict_csr, recommend_csr
 from rbmcore.training import TrainConfig
+from rbmcore.twoway import TwoWayRBM
 
 N_ITEMS = 25
 
@@ -104,18 +105,33 @@ def test_hybrid_trainer_trains_both_parts_and_picks_alpha(tmp_path):
     csr = random_users(60, 6)
     fit, held = split_holdout(csr, 0.2, np.random.default_rng(0))
     config = TrainConfig(
-        kind="hybrid", epochs=2, like_kind="binary", rated={"n_hidden": 4}, like={"n_hidden": 3}
+        kind="hybrid",
+        epochs=2,
+        like_kind="binary",
+        rated={"n_hidden": 4, "item": {"epochs": 2, "n_hidden": 3}},
+        like={"n_hidden": 3, "item_based": False},
     )
-    model = model_for_config(config, N_ITEMS, torch.Generator().manual_seed(0))
+    model = model_for_config(config, N_ITEMS, torch.Generator().manual_seed(0), len(fit))
     assert model.rated.n_hidden == 4 and model.like.n_hidden == 3 and model.like.kind == "binary"
+    assert isinstance(model.rated, TwoWayRBM) and model.rated.item.inner.n_hidden == 3
+    assert isinstance(model.like, CategoricalRBM)  # user-based only, as configured
     model.init_visible_biases(fit)
     trainer = HybridTrainer(model, config, torch.device("cpu"), checkpoint_dir=tmp_path / "ck")
     history = trainer.fit(fit, iter_row_chunks(len(fit), 20), (fit, held))
-    assert [r["part"] for r in history] == ["rated", "rated", "like", "like"]
+    assert [(r["part"], r.get("way")) for r in history] == [
+        *[("rated", "user")] * 2,
+        *[("rated", "item")] * 2,
+        *[("like", None)] * 2,
+    ]
     assert float(model.alpha) in trainer.alpha_search
-    assert (tmp_path / "ck" / "like" / "phase.done").exists()
+    searched = trainer.weight_search["rated"]  # the best validation score, ties to the user
+    best = min(searched, key=lambda w: (searched[w], -w))
+    assert float(model.rated.weight) == pytest.approx(best)
+    for part in ("rated/user", "rated/item", "like"):
+        assert (tmp_path / "ck" / part / "phase.done").exists()
     # resuming a finished run retrains nothing and restores the same weights
-    again = model_for_config(config, N_ITEMS, torch.Generator().manual_seed(9))
+    again = model_for_config(config, N_ITEMS, torch.Generator().manual_seed(9), len(fit))
+    again.init_visible_biases(fit)
     resumed = HybridTrainer(
         again, config, torch.device("cpu"), checkpoint_dir=tmp_path / "ck", resume=True
     )
