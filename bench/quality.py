@@ -15,6 +15,7 @@ Writes the ``## Quality`` section of BENCHMARKS.md (replaced on reruns).
 from __future__ import annotations
 
 import argparse
+import copy
 import itertools
 import os
 import platform
@@ -35,7 +36,7 @@ sys.path.insert(0, str(REPO))
 
 from rbmcore import metrics  # noqa: E402
 from rbmcore.data import RatingsCSR, csr_from_pairs, split_holdout  # noqa: E402
-from rbmcore.hybrid import HybridTrainer, model_for_config  # noqa: E402
+from rbmcore.hybrid import model_for_config, trainer_for  # noqa: E402
 from rbmcore.scoring import predict_csr, recommend_csr  # noqa: E402
 from rbmcore.seed import (  # noqa: E402
     SeedRBMConfig,
@@ -44,12 +45,13 @@ from rbmcore.seed import (  # noqa: E402
     to_dense_binary,
     train_seed_rbm,
 )
-from rbmcore.training import TrainConfig, Trainer  # noqa: E402
+from rbmcore.training import TrainConfig  # noqa: E402
 
 K = 10
 VAL_FRACTION = 0.1  # the same per-user holdout rbm-reco train carves (TrainConfig.val_fraction)
 BATCH_USERS = 100  # ingest.batch_size
-RBM_KINDS = ("hybrid", "rated", "softmax", "binary")
+USER_ONLY = "-user"  # a kind's row with the user-based RBM alone (no item-based part)
+RBM_KINDS = ("hybrid", "rated", "rated-user", "softmax", "softmax-user", "binary")
 IMPLICIT_GRID = {"rank": (10, 20, 50), "regParam": (0.1, 1.0), "alpha": (1.0, 10.0)}
 EXPLICIT_GRID = {"rank": (10, 20), "regParam": (0.05, 0.1, 0.15)}
 SECTION = "## Quality"
@@ -297,13 +299,10 @@ def train_rbm(train: RatingsCSR, config: TrainConfig):
     fit_part, held = split_holdout(train, config.val_fraction, np.random.default_rng(config.seed))
     order = np.random.default_rng(config.seed).permutation(len(fit_part))
     batches = [order[s : s + BATCH_USERS] for s in range(0, len(order), BATCH_USERS)]
-    model = model_for_config(config, train.n_items, torch.Generator().manual_seed(config.seed))
+    generator = torch.Generator().manual_seed(config.seed)
+    model = model_for_config(config, train.n_items, generator, len(fit_part))
     model.init_visible_biases(fit_part)
-    device = torch.device("cpu")
-    if config.kind == "hybrid":
-        trainer = HybridTrainer(model, config, device)
-    else:
-        trainer = Trainer(model, config, device)
+    trainer = trainer_for(model, config, torch.device("cpu"))
     trainer.fit(fit_part, batches, (fit_part, held))
     return trainer.model, trainer
 
@@ -326,12 +325,20 @@ def run_rbm(split: Split, seed: int, kind: str) -> Result:
     """One rbm-reco kind with its defaults. ``rated`` and ``softmax`` are the default hybrid's
     parts (identical configs to training those kinds alone), timed by their epochs."""
     note = ""
-    if kind in ("rated", "softmax") and TrainConfig().like_kind == "softmax":
+    base_kind = kind.removesuffix(USER_ONLY)
+    if base_kind in ("rated", "softmax") and TrainConfig().like_kind == "softmax":
         hybrid, trainer, _ = trained_hybrid(split, seed)
-        part = "rated" if kind == "rated" else "like"
+        part = "rated" if base_kind == "rated" else "like"
         model = getattr(hybrid, part)
         train_s = sum(r["seconds"] for r in trainer.history if r["part"] == part)
         note = "the default hybrid's part; train s = its epochs"
+        if kind.endswith(USER_ONLY):  # the two-way part's user-based RBM alone
+            model = copy.deepcopy(model)
+            model.weight.fill_(1.0)
+            train_s = sum(
+                r["seconds"] for r in trainer.history if r["part"] == part and r["way"] == "user"
+            )
+            note = "the default hybrid's part without its item-based RBM; train s = its epochs"
     elif kind == "hybrid":
         model, trainer, train_s = trained_hybrid(split, seed)
         note = f"alpha {float(model.alpha):g}"
@@ -342,13 +349,13 @@ def run_rbm(split: Split, seed: int, kind: str) -> Result:
     start = time.perf_counter()
     recs = recommend_csr(model, split.context, K)
     preds = predict_csr(model, split.context, split.test)
-    if kind == "rated":
+    if base_kind == "rated":
         note = (note + "; " if note else "") + "no like model"
     return Result(
         recs.user_ids,
         recs.items,
         recs.ranks,
-        p_like=None if kind == "rated" else preds["p_like"],
+        p_like=None if base_kind == "rated" else preds["p_like"],
         pred_rating=preds.get("pred_rating"),
         train_s=train_s,
         score_s=time.perf_counter() - start,
@@ -424,11 +431,14 @@ def markdown(
         "Protocol: DESIGN section 5 (top-10 unseen catalogue movies; relevant = any test rating, "
         "and ≥4 = rating ≥ 4; like = rating ≥ 3, like error = per-user mean error of "
         "p_like ≥ 0.5; AUC of p_like; RMSE/MAE of predicted ratings). Every choice (ALS grids, "
-        f"RBM early stopping, the hybrid's alpha) uses a per-user {VAL_FRACTION:.0%} validation "
+        "RBM early stopping, the two-way blend weights, the hybrid's alpha) uses a per-user "
+        f"{VAL_FRACTION:.0%} validation "
         "holdout carved from the training part with `rbmcore.data.split_holdout`; the test files "
         "are only scored. rbm-reco rows train in-process with `rbmcore` (the code `rbm-reco "
         "train` runs: same carve, batches of 100 users, same trainers), with each kind's "
-        "defaults. ALS: Spark `pyspark.ml.recommendation.ALS`, maxIter 15, tuned on the "
+        "defaults; `rated` and `softmax` are two-way (user-based + item-based RBM), the `-user` "
+        "rows are their user-based RBM alone. ALS: Spark `pyspark.ml.recommendation.ALS`, "
+        "maxIter 15, tuned on the "
         f"validation carve of the first seed: implicit grid {IMPLICIT_GRID} by nDCG@10, "
         f"explicit grid {EXPLICIT_GRID} by RMSE; explicit ALS ranks by predicted rating and "
         "predicts like = predicted rating ≥ 2.5.",

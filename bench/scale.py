@@ -4,6 +4,7 @@
     .venv/bin/python bench/scale.py run --preset ml-10m
     .venv/bin/python bench/scale.py run --preset ml-25m
     .venv/bin/python bench/scale.py report            # -> the "## Scale" section of BENCHMARKS.md
+    .venv/bin/python bench/scale.py seed              # only the seed comparison (ml-1m, ~1 min)
 
 ``run`` generates the preset (20% per-user test holdout) unless it is already under WORK, then
 runs ``rbm-reco run --epochs 1 --kind binary --master local[2]`` as a child process while a
@@ -71,6 +72,7 @@ batch_size = 100
 
 [train]
 kind = "binary"
+item_based = false  # the user-based binary RBM: sparse training, the BinaryRanker scoring path
 seed = 42
 device = "cpu"
 
@@ -287,9 +289,10 @@ def in_process(out: Path, preset: str, max_users: int) -> dict:
     return result
 
 
-def seed_comparison(csr, batches, n_items: int, n_batches: int = 20) -> dict:
+def seed_comparison(csr, batches, n_items: int, n_batches: int = 20, repeats: int = 3) -> dict:
     """Users/s of one CD-10 update, hidden 200, batch 100: the seed's dense algorithm
-    (``rbmcore.seed.SeedRBM.train_step``) vs ours (``Trainer.train_epoch``), side by side."""
+    (``rbmcore.seed.SeedRBM.train_step``) vs ours (``Trainer.train_epoch``), side by side,
+    alternating ``repeats`` times (medians; one warm-up run of each first)."""
     import numpy as np
     import torch
 
@@ -316,7 +319,7 @@ def seed_comparison(csr, batches, n_items: int, n_batches: int = 20) -> dict:
     ours = Trainer(build_model("binary", n_items, hidden, torch.Generator().manual_seed(0)),
                    config, torch.device("cpu"))  # fmt: skip
     seed_t, ours_t = [], []
-    for _ in range(3):  # alternate, so both see the same machine load
+    for _ in range(repeats):  # alternate, so both see the same machine load
         seed_t.append(median_time(run_seed, 1))
         ours_t.append(median_time(lambda: ours.train_epoch(csr, part, 0), 1))
     seed_rate, ours_rate = users / statistics.median(seed_t), users / statistics.median(ours_t)
@@ -326,10 +329,55 @@ def seed_comparison(csr, batches, n_items: int, n_batches: int = 20) -> dict:
         "batch": 100,
         "cd_k": k,
         "batches": len(part),
+        "threads": torch.get_num_threads(),
+        "seed_s": seed_t,
+        "ours_s": ours_t,
         "seed_users_per_s": seed_rate,
         "ours_users_per_s": ours_rate,
         "ratio": ours_rate / seed_rate,
     }
+
+
+def generated_train(preset: str, batch_size: int = 100, seed: int = 0):
+    """The train split of ``rbm-reco generate --preset PRESET --test-fraction 0.2``, built in
+    memory (no files, no Spark): (CSR over the rated items' dense indices, n_items, batches of
+    ``batch_size`` users shuffled with ``seed``)."""
+    import numpy as np
+
+    from rbmcore.data import csr_from_pairs
+    from rbmcore.generate import GeneratorSpec, generate_chunks, holdout_mask
+
+    spec = GeneratorSpec.from_preset(preset, test_fraction=0.2)
+    users, items, ratings = [], [], []
+    for block, (u, m, r, _) in enumerate(generate_chunks(spec)):
+        train = ~holdout_mask(spec, block, u)
+        users.append(u[train])
+        items.append(m[train])
+        ratings.append(r[train])
+    vocabulary, dense = np.unique(np.concatenate(items), return_inverse=True)
+    csr = csr_from_pairs(np.concatenate(users), dense, np.concatenate(ratings), len(vocabulary))
+    order = np.random.default_rng(seed).permutation(len(csr))
+    return csr, len(vocabulary), np.array_split(order, range(batch_size, len(csr), batch_size))
+
+
+def seed_only(args: argparse.Namespace) -> None:
+    """``seed_comparison`` alone on the preset's generated train split, in this process."""
+    import torch
+
+    torch.set_num_threads(args.threads)
+    start = time.perf_counter()
+    csr, n_items, batches = generated_train(args.preset)
+    result = {
+        "preset": args.preset,
+        "users": len(csr),
+        "items": n_items,
+        "ratings": csr.nnz,
+        "data_s": time.perf_counter() - start,
+        "load_before": os.getloadavg(),
+    }
+    result.update(seed_comparison(csr, batches, n_items, repeats=args.repeats))
+    result["load_after"] = os.getloadavg()
+    print(json.dumps(result, indent=1))
 
 
 # -- the run ---------------------------------------------------------------------------------
@@ -448,22 +496,30 @@ def render(results: list[dict]) -> str:
         "",
         f"Measured {', '.join(sorted({r['date'] for r in results}))} by `bench/scale.py` on "
         f"{m['nproc']} cores ({m['cpu']}), {m['memory_gb']} GB, Python {m['python']}, torch "
-        f"{m['torch']}, Spark `local[{CORES}]`, kind `binary` (100 hidden), 1 epoch, top-10.",
+        f"{m['torch']}, Spark `local[{CORES}]`, kind `binary`, user-based (`item_based = "
+        "false` in the bench conf; 100 hidden), 1 epoch, top-10.",
         "",
         "Commands (WORK = /tmp/rbm-scale; each preset measured in one run):",
         "",
         "```",
-        *[f".venv/bin/python bench/scale.py run --preset {r['preset']}"
-          + ("" if "stream_train" in r else " --no-stream") for r in results],
+        *[
+            f".venv/bin/python bench/scale.py run --preset {r['preset']}"
+            + ("" if "stream_train" in r else " --no-stream")
+            for r in results
+        ],
         ".venv/bin/python bench/scale.py report",
         "```",
         "",
-        "Each runs `rbm-reco " + results[0]["command"].replace(results[0]["preset"], "PRESET")
+        "Each runs `rbm-reco "
+        + results[0]["command"].replace(results[0]["preset"], "PRESET")
         + "` (the generated data with a 20% per-user test holdout).",
         "",
         "Load: the machine was shared with other jobs during these runs (1-minute load average "
-        + ", ".join(f"{r['preset']}: {r['machine']['loadavg'][0]:.1f} before, "
-                    f"{r['load_during_run'][0]:.1f} after the pipeline" for r in results)
+        + ", ".join(
+            f"{r['preset']}: {r['machine']['loadavg'][0]:.1f} before, "
+            f"{r['load_during_run'][0]:.1f} after the pipeline"
+            for r in results
+        )
         + f" on {m['nproc']} cores), so every wall time here is an upper bound; ratios are "
         "measured side by side in the same run.",
         "",
@@ -506,7 +562,10 @@ def render(results: list[dict]) -> str:
         f"{r[ip]['n_items']:,}")  # fmt: skip
     row("score, Spark (users/s)", lambda r: f"{r['spark_score_users_per_s']:,.0f}")
     row("score, in-process (users/s)", lambda r: f"{r[ip]['score_users_per_s']:,.0f}")
-    row("Spark / in-process", lambda r: f"{r['spark_score_users_per_s'] / r[ip]['score_users_per_s']:.0%}")  # noqa: E501
+    row(
+        "Spark / in-process",
+        lambda r: f"{r['spark_score_users_per_s'] / r[ip]['score_users_per_s']:.0%}",
+    )  # noqa: E501
     row("plain torch.matmul 2048^3 (GFLOP/s)", lambda r: f"{r[ip]['matmul_gflops']:.1f}")
     row("torch.mm at the scoring block's shape (GFLOP/s)",
         lambda r: f"{r[ip]['matmul_shape_gflops']:.1f}")  # fmt: skip
@@ -521,7 +580,7 @@ def render(results: list[dict]) -> str:
         lines += [
             "",
             "\\* measured after that preset's `--no-stream` run, with the same `rbm-reco train "
-            "--set train.cache=\"stream\" --set train.cache_budget_mb=256` command the bench "
+            '--set train.cache="stream" --set train.cache_budget_mb=256` command the bench '
             "runs, on the same ingested data (the extra epoch did not fit the run's time).",
         ]
     notes = [f"{r['preset']}: {r['note']}" for r in results if r.get("note")]
@@ -612,9 +671,17 @@ def main() -> None:
     )
     r = sub.add_parser("report", help="render WORK/results/*.json into BENCHMARKS.md")
     r.add_argument("--work", default=DEFAULT_WORK)
+    s = sub.add_parser(
+        "seed",
+        help="only the in-process training comparison with the seed's dense algorithm (hidden "
+        "200, batch 100, CD-10) on the preset's train split generated in memory; prints JSON",
+    )
+    s.add_argument("--preset", default="ml-1m", choices=["ml-100k", "ml-1m", "ml-10m", "ml-25m"])
+    s.add_argument("--repeats", type=int, default=5, help="alternating runs of each (median)")
+    s.add_argument("--threads", type=int, default=CORES, help="torch threads")
     args = parser.parse_args()
     sys.path.insert(0, str(REPO))
-    run(args) if args.command == "run" else report(args)
+    {"run": run, "report": report, "seed": seed_only}[args.command](args)
 
 
 if __name__ == "__main__":
