@@ -628,12 +628,10 @@ REFERENCE_NOTES = [
     "hidden reached 12,148 users/s = 143 GFLOP/s = 44% of that matmul at the ml-25m "
     "catalogue (59,047 items), 31% at ml-10m's (10,677) and 16% at ml-1m's (3,706), where the "
     "per-user sparse pass and top-k outweigh the thin product; training at ml-1m size with "
-    "the seed's settings (hidden 200, batch 100, CD-10) ran at 3.0x the seed's dense "
-    "algorithm (1.0x before the sampled hidden-to-visible product). `bench/gpu_check.sh` on "
-    "one NVIDIA H100 (torch 2.11 + CUDA 13, no Spark on that host, so training ran through "
-    "the in-process Trainer): ml-1m, 100 hidden, 0.27-0.31 s per epoch after the first "
-    "(about 20,000 users/s); scoring all 6,040 users 5-7 ms (0.6-1.0 TFLOP/s by the model "
-    "above, launch-bound at this size) vs 51 TFLOP/s for a plain fp32 8192^3 matmul.",
+    "the seed's settings (hidden 200, batch 100, CD-10; `bench/scale.py seed`, 2 threads) ran "
+    "at 3.3x the seed's dense algorithm before the per-batch GibbsPlan and closed-form "
+    "gradient (commit 3ad9375) and at 6.0x / 7.1x after (two runs; 1.0x before the sampled "
+    "hidden-to-visible product). GPU: BENCHMARKS.md `## GPU`.",
 ]
 
 

@@ -81,7 +81,10 @@ def train_config_from(conf: dict[str, Any]) -> TrainConfig:
     unknown = sorted(set(settings) - fields)
     if unknown:
         raise UsageError(f"unknown [train] settings: {', '.join(unknown)}; known: {sorted(fields)}")
-    config = TrainConfig(**settings)
+    try:
+        config = TrainConfig(**settings)
+    except ValueError as exc:
+        raise UsageError(f"bad [train] setting: {exc}") from exc
     if config.kind not in KINDS:
         raise UsageError(f"unknown model kind {config.kind!r}; choose one of {', '.join(KINDS)}")
     return config

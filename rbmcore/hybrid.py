@@ -21,7 +21,7 @@ from torch import nn
 from rbmcore.categorical import STATES_BY_KIND
 from rbmcore.checkpoint import fit_resumable
 from rbmcore.data import RatingsCSR, UserBatch
-from rbmcore.training import TrainConfig, Trainer, ranking_quality
+from rbmcore.training import AUTO_ITEM_CELLS, TrainConfig, Trainer, ranking_quality
 from rbmcore.twoway import TwoWayRBM, TwoWayTrainer, build_two_way, use_all_ratings
 
 log = logging.getLogger("rbm-reco.train")
@@ -123,12 +123,24 @@ def build_hybrid(
     return HybridRBM(rated, like, alpha)
 
 
-def item_part_sizes(config: TrainConfig, n_users: int | None) -> dict[str, int] | None:
+def item_part_sizes(
+    config: TrainConfig, n_users: int | None, n_items: int
+) -> dict[str, int] | None:
     """{"n_users", "n_hidden", "n_models"} of ``config``'s item-based part, or None."""
     if not config.item_based:
         return None
     if not n_users:
         raise ValueError("an item-based part needs the number of training users (n_users)")
+    if not config.wants_item_part(n_users, n_items):
+        log.info(
+            '%s: no item-based part (item_based = "auto": %d users x %d items > %d cells; '
+            "set item_based = true to train one)",
+            config.kind,
+            n_users,
+            n_items,
+            AUTO_ITEM_CELLS,
+        )
+        return None
     item = config.item_part()
     return {"n_users": n_users, "n_hidden": item.n_hidden, "n_models": item.n_models}
 
@@ -152,11 +164,11 @@ def model_for_config(
             like_kind=like.kind,
             rated_hidden=rated.n_hidden,
             rated_models=rated.n_models,
-            rated_item=item_part_sizes(rated, n_users),
-            like_item=item_part_sizes(like, n_users),
+            rated_item=item_part_sizes(rated, n_users, n_items),
+            like_item=item_part_sizes(like, n_users, n_items),
         )
     params = {"n_models": config.n_models} if config.kind == "rated" else {}
-    item_based = item_part_sizes(config, n_users)
+    item_based = item_part_sizes(config, n_users, n_items)
     if item_based:
         params["item_based"] = item_based
     return build_model(config.kind, n_items, config.n_hidden, generator, **params)

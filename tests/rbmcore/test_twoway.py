@@ -156,3 +156,18 @@ def test_two_way_softmax_beats_its_user_based_part_on_u1():
     user_only = metrics.rmse(truth, predict_csr(model, context, test)["pred_rating"])
     assert both <= 0.925, both
     assert both < user_only - 0.01, (both, user_only)
+
+
+def test_rated_item_part_is_automatic_by_size():
+    """``item_based = "auto"`` (the rated kind's default) trains the dense-over-users item
+    part on MovieLens-100k-sized data, not on ml-1m-sized data; true/false force it."""
+    config = TrainConfig(kind="rated", n_hidden=4, item={"n_hidden": 3})
+    assert config.item_based == "auto"
+    assert config.wants_item_part(943, 1_682) and not config.wants_item_part(6_040, 3_706)
+    small = model_for_config(config, 1_682, torch.Generator().manual_seed(0), 943)
+    large = model_for_config(config, 3_706, torch.Generator().manual_seed(0), 6_040)
+    assert isinstance(small, TwoWayRBM) and not isinstance(large, TwoWayRBM)
+    forced = TrainConfig(kind="rated", n_hidden=4, item_based=True, item={"n_hidden": 3})
+    assert isinstance(model_for_config(forced, 3_706, None, 6_040), TwoWayRBM)
+    with pytest.raises(ValueError, match="item_based"):
+        TrainConfig(kind="rated", item_based="sometimes")
