@@ -21,7 +21,13 @@ from torch import nn
 from rbmcore.categorical import STATES_BY_KIND
 from rbmcore.checkpoint import fit_resumable
 from rbmcore.data import RatingsCSR, UserBatch
-from rbmcore.training import AUTO_ITEM_CELLS, TrainConfig, Trainer, ranking_quality
+from rbmcore.training import (
+    AUTO_ITEM_CELLS,
+    PartsTrainer,
+    TrainConfig,
+    Trainer,
+    ranking_quality,
+)
 from rbmcore.twoway import TwoWayRBM, TwoWayTrainer, build_two_way, use_all_ratings
 
 log = logging.getLogger("rbm-reco.train")
@@ -209,7 +215,7 @@ def choose_alpha(
     return best, scores
 
 
-class HybridTrainer:
+class HybridTrainer(PartsTrainer):
     """Trains a ``HybridRBM``: the rated part, then the like part (each a ``Trainer`` with its
     own config from ``config.part`` and its own early stopping), then chooses alpha.
 
@@ -219,29 +225,12 @@ class HybridTrainer:
     with ``part``), ``best_epoch`` (of the rated part), ``best_epochs``, ``alpha_search``.
     """
 
-    def __init__(
-        self,
-        model: HybridRBM,
-        config: TrainConfig,
-        device: torch.device,
-        after_backward=None,
-        checkpoint_dir: str | Path | None = None,
-        resume: bool = False,
-    ) -> None:
-        self.model = model.to(device)
-        self.config = config
-        self.device = device
-        self.after_backward = after_backward
-        self.checkpoint_dir = Path(checkpoint_dir) if checkpoint_dir is not None else None
-        self.resume = resume
-        self.history: list[dict[str, Any]] = []
-        self.best_epochs: dict[str, int] = {}
+    MAIN_PART = "rated"
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
         self.alpha_search: dict[float, float] = {}
         self.weight_search: dict[str, dict[float, float]] = {}  # two-way parts' weights
-
-    @property
-    def best_epoch(self) -> int:
-        return self.best_epochs.get("rated", -1)
 
     def fit(
         self,
@@ -268,7 +257,7 @@ class HybridTrainer:
 
     def _fit_part(self, part, train, batches, validation, test):
         sub_model = getattr(self.model, part)
-        folder = self.checkpoint_dir / part if self.checkpoint_dir is not None else None
+        folder = self.part_folder(part)
         config = self.config.part(part)
         if isinstance(sub_model, TwoWayRBM):
             log.info("training the hybrid's %s part (two-way %s RBM)", part, config.kind)

@@ -14,6 +14,7 @@ import sys
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -439,3 +440,38 @@ class Trainer:
                 parts.append(f"{split} {name} {value:.4f}")
         parts.append(f"{record['seconds']:.1f} s")
         log.info(", ".join(parts))
+
+
+class PartsTrainer:
+    """Common state of trainers whose model is trained in named parts one after another
+    (``HybridTrainer``, ``TwoWayTrainer``): each part checkpoints to ``checkpoint_dir/<part>``
+    and ``resume`` continues as ``rbmcore.checkpoint.fit_resumable`` does. ``best_epoch`` is
+    that of the part named ``MAIN_PART``."""
+
+    MAIN_PART = ""
+
+    def __init__(
+        self,
+        model: torch.nn.Module,
+        config: TrainConfig,
+        device: torch.device,
+        after_backward: Callable[[torch.nn.Module], None] | None = None,
+        checkpoint_dir: str | Path | None = None,
+        resume: bool = False,
+    ) -> None:
+        self.model = model.to(device)
+        self.config = config
+        self.device = device
+        self.after_backward = after_backward
+        self.checkpoint_dir = Path(checkpoint_dir) if checkpoint_dir is not None else None
+        self.resume = resume
+        self.history: list[dict[str, Any]] = []
+        self.best_epochs: dict[str, int] = {}
+
+    @property
+    def best_epoch(self) -> int:
+        return self.best_epochs.get(self.MAIN_PART, -1)
+
+    def part_folder(self, part: str) -> Path | None:
+        """Where part ``part`` checkpoints (None without a checkpoint folder)."""
+        return self.checkpoint_dir / part if self.checkpoint_dir is not None else None

@@ -16,7 +16,6 @@ validation holdout included, as scoring uses every rating.
 from __future__ import annotations
 
 import logging
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -26,7 +25,12 @@ from torch import nn
 from rbmcore.checkpoint import fit_resumable
 from rbmcore.data import RatingsCSR, UserBatch, iter_row_chunks, merge_rows
 from rbmcore.itembased import ItemBasedRBM, transpose_csr
-from rbmcore.training import TrainConfig, Trainer, heldout_metrics, selection_metric
+from rbmcore.training import (
+    PartsTrainer,
+    Trainer,
+    heldout_metrics,
+    selection_metric,
+)
 
 log = logging.getLogger("rbm-reco.train")
 
@@ -128,42 +132,21 @@ def choose_weight(
     return best, scores
 
 
-class TwoWayTrainer:
+class TwoWayTrainer(PartsTrainer):
     """Trains a ``TwoWayRBM``: user part, item part, weight (see the module docstring).
 
-    With ``checkpoint_dir`` the parts checkpoint to ``checkpoint_dir/user`` and ``/item``;
-    ``resume`` continues as ``fit_resumable`` does. Attributes used by the jobs: ``model``,
-    ``config``, ``device``, ``history`` (tagged with ``way``), ``best_epoch`` (user part),
-    ``best_epochs``, ``weight_search``.
+    With ``checkpoint_dir`` the parts checkpoint to ``checkpoint_dir/user`` and ``/item``.
+    Attributes used by the jobs: those of ``PartsTrainer`` (``history`` tagged with ``way``,
+    ``best_epoch`` of the user part) and ``weight_search``.
     """
 
-    def __init__(
-        self,
-        model: TwoWayRBM,
-        config: TrainConfig,
-        device: torch.device,
-        after_backward=None,
-        checkpoint_dir: str | Path | None = None,
-        resume: bool = False,
-    ) -> None:
-        self.model = model.to(device)
-        self.config = config
-        self.device = device
-        self.after_backward = after_backward
-        self.checkpoint_dir = Path(checkpoint_dir) if checkpoint_dir is not None else None
-        self.resume = resume
-        self.history: list[dict[str, Any]] = []
-        self.best_epochs: dict[str, int] = {}
+    MAIN_PART = "user"
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
         self.weight_search: dict[float, float] = {}
         # False inside a hybrid, whose trainer calls ``use_all_ratings`` after choosing alpha
         self.use_all_ratings = True
-
-    @property
-    def best_epoch(self) -> int:
-        return self.best_epochs.get("user", -1)
-
-    def _folder(self, way: str) -> Path | None:
-        return self.checkpoint_dir / way if self.checkpoint_dir is not None else None
 
     def fit(
         self,
@@ -180,7 +163,7 @@ class TwoWayTrainer:
         user = Trainer(model.user, config, self.device, self.after_backward)
         fit_resumable(
             user,
-            self._folder("user"),
+            self.part_folder("user"),
             self.resume,
             "the user-based part",
             train=train,
@@ -197,7 +180,7 @@ class TwoWayTrainer:
         items = transpose_csr(train)
         fit_resumable(
             item,
-            self._folder("item"),
+            self.part_folder("item"),
             self.resume,
             "the item-based part",
             train=items,
