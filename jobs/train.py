@@ -71,7 +71,9 @@ log = logging.getLogger("rbm-reco.train")
 # [train] keys this job reads itself (not TrainConfig's): the number of data-parallel training
 # processes on the executors (0 = train on the driver) and whether they use GPUs; how the
 # training data are held (cache = auto/memory/stream, cache_budget_mb; load_training_data).
-JOB_KEYS = frozenset({"distributed", "distributed_gpu", "cache", "cache_budget_mb"})
+JOB_KEYS = frozenset(
+    {"distributed", "distributed_gpu", "distributed_timeout_s", "cache", "cache_budget_mb"}
+)
 
 
 def train_config_from(conf: dict[str, Any]) -> TrainConfig:
@@ -291,24 +293,30 @@ def fit_distributed(
     (state_dict, history, best_epoch, device of rank 0). ``model`` itself is not changed."""
     from pyspark.ml.torch.distributor import TorchDistributor
 
-    from rbmcore.distributed import make_payload
+    from rbmcore.distributed import DEFAULT_TIMEOUT_S, make_payload
 
     processes = int(conf["train"]["distributed"])
     if processes < 1:
         raise UsageError(f"train.distributed must be >= 1 processes, got {processes}")
+    timeout_s = float(conf["train"].get("distributed_timeout_s", DEFAULT_TIMEOUT_S))
+    if not timeout_s > 0:
+        raise UsageError(f"train.distributed_timeout_s must be > 0 seconds, got {timeout_s}")
     use_gpu = executors_have_gpus(spark, conf["train"].get("distributed_gpu", "auto"))
     threads = int(spark.conf.get("spark.task.cpus", "1"))
     log.info(
         "distributed training of a %s RBM: %d processes on the executors (%s, %d threads "
-        "each), %d users, %d ratings",
+        "each, collectives time out after %.0f s), %d users, %d ratings",
         config.kind,
         processes,
         "GPU/nccl" if use_gpu else "CPU/gloo",
         threads,
+        timeout_s,
         len(fit_part),
         fit_part.nnz,
     )
-    payload = make_payload(model, config, fit_part, batches, validation, test, threads)
+    payload = make_payload(
+        model, config, fit_part, batches, validation, test, threads, timeout_s
+    )
     distributor = TorchDistributor(num_processes=processes, local_mode=False, use_gpu=use_gpu)
     result = distributor.run(distributed_entry(), payload)
     if not result or "state" not in result:

@@ -20,13 +20,20 @@ Every process of a run (started by ``torchrun`` or Spark's ``TorchDistributor``,
 - rank 0 returns the trained weights (CPU tensors), its history and best epoch; the other ranks
   return ``None``.
 
-Backend: ``nccl`` on CUDA devices (``cuda:LOCAL_RANK``), ``gloo`` on CPU.
+Backend: ``nccl`` on CUDA devices (``cuda:LOCAL_RANK``), ``gloo`` on CPU. Every collective
+(and joining the group) gives up after ``timeout_s`` (payload ``"timeout_s"``) with an error
+instead of waiting for ever. When every process runs on one host (``MASTER_ADDR`` is a loopback
+address) gloo is pinned to the loopback interface: by default it binds to the address the host
+name resolves to, which on some machines is not reachable from the host itself.
 """
 
 from __future__ import annotations
 
+import datetime
+import ipaddress
 import logging
 import os
+import socket
 from dataclasses import asdict
 from typing import Any
 
@@ -40,11 +47,14 @@ from rbmcore.training import TrainConfig, Trainer
 
 log = logging.getLogger("rbm-reco.distributed")
 
+DEFAULT_TIMEOUT_S = 1800.0  # one collective (or joining the group) waits at most this long
+
 __all__ = [
     "allreduce_mean_grads",
     "csr_from_payload",
     "csr_to_payload",
     "init_process_group_from_env",
+    "pin_gloo_to_loopback",
     "make_payload",
     "shard_batches",
     "train_worker",
@@ -85,6 +95,7 @@ def make_payload(
     validation: tuple[RatingsCSR, RatingsCSR] | None = None,
     test: tuple[RatingsCSR, RatingsCSR] | None = None,
     threads_per_process: int = 1,
+    timeout_s: float = DEFAULT_TIMEOUT_S,
 ) -> dict[str, Any]:
     """Everything :func:`train_worker` needs, as one dict of plain values and numpy arrays."""
 
@@ -102,11 +113,39 @@ def make_payload(
         "validation": pair(validation),
         "test": pair(test),
         "threads": int(threads_per_process),
+        "timeout_s": float(timeout_s),
     }
 
 
-def init_process_group_from_env(device: str | None = "auto") -> tuple[int, int, torch.device]:
-    """Join the process group described by the torchrun environment; (rank, world, device)."""
+def is_loopback_host(host: str) -> bool:
+    """True for ``localhost`` and 127.0.0.0/8 or ::1 addresses."""
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def pin_gloo_to_loopback() -> str | None:
+    """Set ``GLOO_SOCKET_IFNAME`` to the loopback interface when every process runs on this
+    host (``MASTER_ADDR`` is loopback) and the user has not chosen one; the name set, or None."""
+    if os.environ.get("GLOO_SOCKET_IFNAME") or not is_loopback_host(
+        os.environ.get("MASTER_ADDR", "")
+    ):
+        return None
+    names = {name for _, name in socket.if_nameindex()}
+    loopback = next((name for name in ("lo", "lo0") if name in names), None)
+    if loopback is not None:
+        os.environ["GLOO_SOCKET_IFNAME"] = loopback
+    return loopback
+
+
+def init_process_group_from_env(
+    device: str | None = "auto", timeout_s: float = DEFAULT_TIMEOUT_S
+) -> tuple[int, int, torch.device]:
+    """Join the process group described by the torchrun environment; (rank, world, device).
+    Joining and every later collective fail after ``timeout_s`` seconds instead of hanging."""
     rank = int(os.environ.get("RANK", "0"))
     world = int(os.environ.get("WORLD_SIZE", "1"))
     local_rank = int(os.environ.get("LOCAL_RANK", "0"))
@@ -118,11 +157,15 @@ def init_process_group_from_env(device: str | None = "auto") -> tuple[int, int, 
     if chosen.type == "cuda":
         torch.cuda.set_device(chosen)
     if not dist.is_initialized():
+        backend = "nccl" if chosen.type == "cuda" else "gloo"
+        if backend == "gloo":
+            pin_gloo_to_loopback()
         dist.init_process_group(
-            backend="nccl" if chosen.type == "cuda" else "gloo",
+            backend=backend,
             init_method="env://",
             rank=rank,
             world_size=world,
+            timeout=datetime.timedelta(seconds=timeout_s),
         )
     return rank, world, chosen
 
@@ -151,7 +194,9 @@ def shard_batches(batches: list[np.ndarray], rank: int, world: int) -> list[np.n
 def train_worker(payload: dict[str, Any]) -> dict[str, Any] | None:
     """The body of one training process; see the module docstring."""
     config = TrainConfig(**payload["config"])
-    rank, world, device = init_process_group_from_env(config.device)
+    rank, world, device = init_process_group_from_env(
+        config.device, float(payload.get("timeout_s", DEFAULT_TIMEOUT_S))
+    )
     try:
         torch.set_num_threads(max(1, int(payload.get("threads", 1))))
         fit = csr_from_payload(payload["fit"])

@@ -192,9 +192,14 @@ def spark_submit(
     ]  # fmt: skip
     start = time.perf_counter()
     with log_path.open("wb") as log:
-        done = subprocess.run(
-            cmd, stdout=log, stderr=subprocess.STDOUT, env=spark_env(), cwd=REPO, timeout=timeout
-        )
+        try:
+            done = subprocess.run(
+                cmd, stdout=log, stderr=subprocess.STDOUT, env=spark_env(), cwd=REPO,
+                timeout=timeout,
+            )  # fmt: skip
+        except subprocess.TimeoutExpired:
+            tail = log_path.read_text(errors="replace")[-6000:]
+            raise AssertionError(f"spark-submit {job} ran over {timeout:.0f} s:\n{tail}") from None
     seconds = time.perf_counter() - start
     if done.returncode != 0:
         tail = log_path.read_text(errors="replace")[-4000:]
@@ -353,7 +358,7 @@ def test_distributed_training_matches_single_process(
         "train",
         ["--conf", str(test_conf), "--out", str(out), "--kind", "binary",
          "--model", str(out / "model_distributed"), "--epochs", str(EPOCHS),
-         "--distributed", "2"],
+         "--distributed", "2", "--set", "train.distributed_timeout_s=60"],
         pyfiles,
         out.parent / "logs" / "train_distributed.log",
     )  # fmt: skip
@@ -433,3 +438,35 @@ def test_train_worker_in_one_process_equals_plain_training(monkeypatch):
     assert [r["val"] for r in result["history"]] == [r["val"] for r in history]
     for name, tensor in expected.model.state_dict().items():
         torch.testing.assert_close(result["state"][name], tensor, rtol=0, atol=1e-6)
+
+
+def test_process_group_gives_up_on_a_missing_peer(monkeypatch):
+    """A world of 2 with only rank 0 started: joining raises after ``timeout_s`` instead of
+    waiting for ever (a hung run must end in an error the barrier stage can retry)."""
+    import torch.distributed as dist
+
+    from rbmcore.distributed import init_process_group_from_env
+
+    for name, value in dict(RANK="0", WORLD_SIZE="2", LOCAL_RANK="0",
+                            MASTER_ADDR="127.0.0.1", MASTER_PORT=str(free_port())).items():
+        monkeypatch.setenv(name, value)  # fmt: skip
+    monkeypatch.setenv("GLOO_SOCKET_IFNAME", "")  # unset, and restored after the test
+    start = time.monotonic()
+    with pytest.raises((RuntimeError, dist.DistError)):
+        init_process_group_from_env("cpu", timeout_s=3)
+    assert time.monotonic() - start < 60
+    assert not dist.is_initialized()
+    assert os.environ["GLOO_SOCKET_IFNAME"] in ("lo", "lo0")  # one host: gloo on loopback
+
+
+def test_gloo_interface_left_alone_off_loopback_or_when_chosen(monkeypatch):
+    from rbmcore.distributed import pin_gloo_to_loopback
+
+    monkeypatch.setenv("GLOO_SOCKET_IFNAME", "")
+    monkeypatch.setenv("MASTER_ADDR", "10.1.2.3")  # several hosts: gloo's own choice
+    assert pin_gloo_to_loopback() is None
+    assert os.environ["GLOO_SOCKET_IFNAME"] == ""
+    monkeypatch.setenv("MASTER_ADDR", "localhost")
+    monkeypatch.setenv("GLOO_SOCKET_IFNAME", "eth7")  # the user's choice wins
+    assert pin_gloo_to_loopback() is None
+    assert os.environ["GLOO_SOCKET_IFNAME"] == "eth7"
