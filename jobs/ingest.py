@@ -784,8 +784,10 @@ def _transform_and_load(
 
 
 def _write_vectors(vectors: DataFrame, n_users: int, path: str) -> None:
-    """Per-user rows sorted by user_id, in about one file per USERS_PER_TRAIN_FILE users."""
-    n_files = max(1, n_users // USERS_PER_TRAIN_FILE)
+    """Per-user rows sorted by user_id, in about one file per USERS_PER_TRAIN_FILE users and
+    at least two files per core (so scoring reads them in parallel without a shuffle)."""
+    per_core = 2 * vectors.sparkSession.sparkContext.defaultParallelism
+    n_files = max(1, min(n_users, max(per_core, n_users // USERS_PER_TRAIN_FILE)))
     ordered = vectors.repartitionByRange(n_files, "user_id").sortWithinPartitions("user_id")
     _write_parquet(ordered.select("user_id", "items", "ratings", "batch"), path)
 

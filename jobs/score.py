@@ -161,12 +161,25 @@ def arrow_batch_rows(n_items: int, n_states: int) -> int:
     return max(256, min(10_000, 4 * chunk))
 
 
+def score_tasks(spark) -> int:
+    """Two tasks per core: every core busy, and a slow task costs half a core's share."""
+    return 2 * max(1, spark.sparkContext.defaultParallelism)
+
+
+def read_users(spark, path: str):
+    """The ingested users' rows. Ingest writes at least ``score_tasks`` files and each becomes
+    its own split (``spark.sql.files.minPartitionNum``; Spark would otherwise pack small files
+    into one task per core), so every core scores without a shuffle."""
+    spark.conf.set("spark.sql.files.minPartitionNum", str(score_tasks(spark)))
+    return spark.read.parquet(path).select("user_id", "items", "ratings")
+
+
 def balanced_input(spark, users):
-    """At least two tasks per core: a small input (one Parquet file, say) is repartitioned
-    round-robin so every core scores; a large one keeps its file splits (no shuffle)."""
-    cores = max(1, spark.sparkContext.defaultParallelism)
-    if users.rdd.getNumPartitions() < 2 * cores:
-        return users.repartition(2 * cores)
+    """An input of fewer than ``score_tasks`` splits (written by an older ingest, or one file
+    given by hand) is repartitioned round-robin so every core scores; others are kept."""
+    tasks = score_tasks(spark)
+    if users.rdd.getNumPartitions() < tasks:
+        return users.repartition(tasks)
     return users
 
 
@@ -192,7 +205,7 @@ def run_score(
         "spark.sql.execution.arrow.maxRecordsPerBatch",
         str(arrow_batch_rows(vocab.n_items, n_states)),
     )
-    users = spark.read.parquet(layout.train_ratings(out)).select("user_id", "items", "ratings")
+    users = read_users(spark, layout.train_ratings(out))
     expected_users = users.count()
     users = balanced_input(spark, users)
     broadcast = spark.sparkContext.broadcast(model_payload(loaded))

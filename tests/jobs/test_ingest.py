@@ -471,3 +471,10 @@ def test_cli_on_u1_matches_pandas_reference(spark, ml100k_dat, tmp_path):
     assert summary["movies"]["lines_read"] == 1682 and summary["movies"]["titled_items"] == 1650
     quarantine = spark.read.parquet(str(out / "quarantine"))
     assert quarantine.columns == QUARANTINE_COLUMNS and quarantine.count() == 0
+
+    # Two files per core at least, each its own scoring task: score needs no shuffle.
+    from jobs.score import read_users, score_tasks
+
+    tasks = score_tasks(spark)
+    assert len(list((out / "ingest" / "train").glob("part-*.parquet"))) >= tasks
+    assert read_users(spark, str(out / "ingest" / "train")).rdd.getNumPartitions() >= tasks
