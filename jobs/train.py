@@ -49,8 +49,8 @@ from jobs.ingested import (  # noqa: E402
 )
 from jobs.report import LOSS_PLOT, plot_training  # noqa: E402
 from rbmcore.checkpoint import (  # noqa: E402
-    checkpoint_epoch,
     has_checkpoint,
+    kept_checkpoint_note,
     load_checkpoint,
     save_checkpoint,
 )
@@ -194,7 +194,10 @@ def run_train(
     ckpt = checkpoint_dir(model_path)
     trainer = trainer_for(model, config, device, checkpoint_dir=ckpt, resume=resume)
     if not isinstance(trainer, Trainer):  # hybrid / two-way: parts in turn, per-part checkpoints
-        history = trainer.fit(fit_part, batches, validation, test)
+        try:
+            history = trainer.fit(fit_part, batches, validation, test)
+        except FloatingPointError as exc:  # the part's message names its kept checkpoint
+            raise FloatingPointError(f"{exc}; the model at {model_path} is unchanged") from exc
         meta = save_artifact(
             spark, trainer, vocab.movie_ids, model_path, history, n_users, n_ratings
         )
@@ -219,12 +222,7 @@ def run_train(
             on_epoch=lambda t, _record: save_checkpoint(ckpt, t),
         )
     except FloatingPointError as exc:  # NaN/Inf: the last good checkpoint stays for a look
-        done = checkpoint_epoch(ckpt)
-        kept = (
-            f"the last good checkpoint (epoch {done}) is kept in {ckpt}"
-            if done is not None
-            else "no checkpoint was written"
-        )
+        kept = kept_checkpoint_note(ckpt)
         raise FloatingPointError(f"{exc}; {kept}; the model at {model_path} is unchanged") from exc
     meta = save_artifact(spark, trainer, vocab.movie_ids, model_path, history, n_users, n_ratings)
     shutil.rmtree(ckpt, ignore_errors=True)

@@ -98,6 +98,14 @@ def checkpoint_epoch(folder: str | Path) -> int | None:
         return None
 
 
+def kept_checkpoint_note(folder: str | Path | None) -> str:
+    """What a diverged run leaves for a look: the last good checkpoint in ``folder``, if any."""
+    done = checkpoint_epoch(folder) if folder is not None else None
+    if done is None:
+        return "no checkpoint was written"
+    return f"the last good checkpoint (epoch {done}) is kept in {folder}"
+
+
 def load_checkpoint(folder: str | Path, trainer: Any) -> int:
     """Restore ``trainer`` from ``folder``; returns the number of epochs already done."""
     folder = Path(folder)
@@ -166,7 +174,10 @@ def fit_resumable(
         if folder is not None:
             save_checkpoint(folder, t)
 
-    trainer.fit(**fit_args, start_epoch=start, on_epoch=on_epoch)
+    try:
+        trainer.fit(**fit_args, start_epoch=start, on_epoch=on_epoch)
+    except FloatingPointError as exc:  # NaN/Inf in this part: its last good checkpoint stays
+        raise FloatingPointError(f"{label}: {exc}; {kept_checkpoint_note(folder)}") from exc
     if folder is not None:
         save_checkpoint(folder, trainer)
         (folder / DONE_MARKER).write_text("done\n")

@@ -530,6 +530,22 @@ def test_divergence_exits_6_and_keeps_the_last_good_checkpoint(spark, run, capsy
     shutil.rmtree(ckpt)
 
 
+def test_divergence_of_a_two_way_part_names_its_checkpoint(spark, run, capsys):
+    """A two-way model diverging in its user-based part: exit 6, and the message names the part
+    and that part's last good checkpoint; no model is written."""
+    conf = deep_merge(run.conf, {"train": {"epochs": 3, "lr_decay": 1e37, "item_based": True}})
+    model = run.out / "model_nan_two_way"
+    part = Path(checkpoint_dir(str(model))) / "user"
+    code, err = exit_of(lambda: run_train(spark, conf, str(run.out), str(model)), capsys)
+    assert code == 6
+    line = one_error_line(err)
+    assert "the user-based part: training diverged at epoch 2" in line
+    assert f"the last good checkpoint (epoch 1) is kept in {part}" in line
+    assert f"the model at {model} is unchanged" in line
+    assert not model.exists()
+    shutil.rmtree(checkpoint_dir(str(model)))
+
+
 # ------------------------------------------------------------------ item 4: safe model files
 
 
