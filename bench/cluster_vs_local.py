@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
 import shutil
 import subprocess
 import sys
@@ -29,6 +28,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
+from bench.machine import cpu_model, load_average  # noqa: E402
 from tests.jobs.test_cluster import (  # noqa: E402
     StandaloneCluster,
     build_pyfiles,
@@ -39,23 +39,6 @@ from tests.jobs.test_cluster import (  # noqa: E402
 
 SECTION = "## Cluster vs local"
 STEPS = ("ingest", "train", "score", "evaluate")
-
-
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
-
-
-def load_average() -> str:
-    try:
-        return " ".join(f"{x:.1f}" for x in os.getloadavg())
-    except OSError:
-        return "n/a"
 
 
 def generate(preset: str, folder: Path) -> None:

@@ -19,7 +19,6 @@ import copy
 import itertools
 import os
 import platform
-import subprocess
 import sys
 import time
 from collections.abc import Callable
@@ -34,6 +33,7 @@ import torch
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
+from bench.machine import cpu_model, nproc  # noqa: E402
 from rbmcore import metrics  # noqa: E402
 from rbmcore.data import RatingsCSR, csr_from_pairs, split_holdout  # noqa: E402
 from rbmcore.hybrid import model_for_config, trainer_for  # noqa: E402
@@ -456,24 +456,6 @@ def markdown(
         lines.append("")
     lines.append(SECTION_END)
     return "\n".join(lines) + "\n"
-
-
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown CPU"
-
-
-def nproc() -> str:
-    try:
-        env = {k: v for k, v in os.environ.items() if k != "OMP_NUM_THREADS"}  # nproc reads it
-        return subprocess.run(["nproc"], capture_output=True, text=True, env=env).stdout.strip()
-    except OSError:
-        return "?"
 
 
 def write_section(path: Path, section: str) -> None:

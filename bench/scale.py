@@ -428,19 +428,16 @@ def generate(preset: str, folder: Path) -> float:
 
 
 def machine() -> dict:
-    model = "?"
-    with open("/proc/cpuinfo") as fh:
-        for line in fh:
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
+    sys.path.insert(0, str(REPO))
+    from bench.machine import cpu_model
+
     with open("/proc/meminfo") as fh:
         mem = int(re.search(r"MemTotal:\s*(\d+)", fh.read()).group(1)) * 1024
     import torch
 
     return {
         "nproc": os.cpu_count(),
-        "cpu": model,
+        "cpu": cpu_model(),
         "memory_gb": round(mem / 2**30, 1),
         "python": platform.python_version(),
         "torch": torch.__version__,
