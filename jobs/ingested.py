@@ -57,7 +57,7 @@ def require(spark, path: str, what: str) -> None:
 def load_vocabulary(spark, out: str) -> Vocabulary:
     path = layout.items_vocab(out)
     require(spark, path, "item vocabulary")
-    table = spark.read.parquet(path).orderBy("item_idx").toArrow()
+    table = spark.read.parquet(path).toArrow().sort_by("item_idx")  # sorted here: no shuffle
     idx = table.column("item_idx").to_numpy()
     if not np.array_equal(idx, np.arange(len(idx))):
         raise BadInputError(f"item vocabulary at {path} is not a dense 0..n-1 index")
@@ -70,10 +70,11 @@ def load_vocabulary(spark, out: str) -> Vocabulary:
 def load_user_rows(
     spark, path: str, n_items: int, with_batches: bool = False
 ) -> tuple[RatingsCSR, np.ndarray | None]:
-    """Per-user rows of a train/test split, ordered by user id, plus the batch ids if asked."""
+    """Per-user rows of a train/test split, ordered by user id (sorted here, on the driver: no
+    Spark shuffle), plus the batch ids if asked."""
     require(spark, path, "ingested ratings")
     columns = ["user_id", "items", "ratings"] + (["batch"] if with_batches else [])
-    table = spark.read.parquet(path).select(*columns).orderBy("user_id").toArrow()
+    table = spark.read.parquet(path).select(*columns).toArrow().sort_by("user_id")
     csr = csr_from_arrow(table, n_items)
     batches = table.column("batch").to_numpy().astype(np.int64) if with_batches else None
     return csr, batches
