@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -23,6 +24,21 @@ from torch import nn
 from rbmcore.data import LIKE_THRESHOLD, RatingsCSR, UserBatch, rated_dots, rated_pattern
 
 STATES_BY_KIND = {"binary": 2, "softmax": 5}
+
+
+def stable_order(keys: torch.Tensor, n_keys: int) -> torch.Tensor:
+    """``torch.argsort(keys, stable=True)`` of integer keys in [0, n_keys). On the CPU numpy's
+    radix sort of 16-bit digits does it (one pass below 2**16 keys, two above): the same
+    permutation, about 10x faster than torch's sort at a batch's size."""
+    if keys.device.type != "cpu" or n_keys > 2**32:
+        return torch.argsort(keys, stable=True)
+    k = keys.numpy()
+    if n_keys <= 2**16:
+        order = np.argsort(k.astype(np.uint16), kind="stable")
+    else:  # least significant digit first; each pass keeps the order of equal digits
+        low = np.argsort((k & 0xFFFF).astype(np.uint16), kind="stable")
+        order = low[np.argsort((k[low] >> 16).astype(np.uint16), kind="stable")]
+    return torch.from_numpy(order.astype(np.int64, copy=False))
 
 
 @dataclass(frozen=True)
@@ -269,7 +285,7 @@ class CategoricalRBM(nn.Module):
         n_hidden); scale: 0-dim. One ``embedding_bag`` whose bags are the units (entries sorted
         by unit), its table both p's, its per-sample weights +-scale."""
         units = torch.cat([batch.items * self.n_states + model, batch.items * self.n_states + data])
-        order = torch.argsort(units, stable=True)
+        order = stable_order(units, self.n_items * self.n_states)
         counts = torch.bincount(units, minlength=self.n_items * self.n_states)
         rows = torch.cat([batch.rows, batch.rows + batch.size])[order]
         signs = torch.cat([scale.expand(batch.nnz), -scale.expand(batch.nnz)])[order]
@@ -307,8 +323,9 @@ class CategoricalRBM(nn.Module):
                 nll = self.states_nll(self.plan_logits(torch.sigmoid(x_data), batch, plan), data)
             x, model = x_data, data
             for _ in range(k):
-                h = torch.rand(x.shape, generator=generator, device=x.device) < torch.sigmoid(x)
-                model = self.plan_sample_v(h.to(x.dtype), batch, plan, generator)
+                h = torch.rand(x.shape, generator=generator, device=x.device)
+                h.lt_(torch.sigmoid(x))  # 1.0 where u < p(h = 1 | v), in place
+                model = self.plan_sample_v(h, batch, plan, generator)
                 x = self.plan_hidden_input(batch, plan, model)
 
         def scatter(p_model: torch.Tensor, p_data: torch.Tensor, scale: torch.Tensor):

@@ -114,3 +114,16 @@ def test_binary_hidden_input_from_the_reference_state_equals_the_full_sum(high, 
             states = torch.randint(0, 2, data.shape, generator=torch.Generator().manual_seed(seed))
             expected = model.hidden_input(batch, states)
             torch.testing.assert_close(model.plan_hidden_input(batch, plan, states), expected)
+
+
+@pytest.mark.parametrize("n_keys", [7_412, 2**16, 118_094])
+def test_stable_order_is_torchs_stable_argsort(n_keys):
+    """The radix path (one 16-bit pass, and two above 2**16 keys) gives torch's permutation:
+    keys ascending, equal keys in their original order."""
+    from rbmcore.categorical import stable_order
+
+    keys = torch.randint(0, n_keys, (26_000,), generator=torch.Generator().manual_seed(n_keys))
+    keys[:50] = n_keys - 1  # many ties, at the top digit too
+    order = stable_order(keys, n_keys)
+    assert order.dtype == torch.int64
+    assert torch.equal(order, torch.argsort(keys, stable=True))
