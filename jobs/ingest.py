@@ -86,6 +86,7 @@ log = logging.getLogger("rbm-reco.ingest")
 
 INT_MAX = 2**31 - 1
 USERS_PER_TRAIN_FILE = 20_000
+MIN_USERS_PER_FILE = 100
 TEST_BATCH = -1  # the batch value of every test row
 
 # Quarantine reasons, in the order they are checked (the first that applies is recorded).
@@ -785,9 +786,11 @@ def _transform_and_load(
 
 def _write_vectors(vectors: DataFrame, n_users: int, path: str) -> None:
     """Per-user rows sorted by user_id, in about one file per USERS_PER_TRAIN_FILE users and
-    at least two files per core (so scoring reads them in parallel without a shuffle)."""
+    at least two files per core (so scoring reads them in parallel without a shuffle), but
+    never fewer than MIN_USERS_PER_FILE users a file (no swarm of tiny files on a big cluster)."""
     per_core = 2 * vectors.sparkSession.sparkContext.defaultParallelism
-    n_files = max(1, min(n_users, max(per_core, n_users // USERS_PER_TRAIN_FILE)))
+    wanted = max(per_core, n_users // USERS_PER_TRAIN_FILE)
+    n_files = max(1, min(wanted, n_users // MIN_USERS_PER_FILE))
     ordered = vectors.repartitionByRange(n_files, "user_id").sortWithinPartitions("user_id")
     _write_parquet(ordered.select("user_id", "items", "ratings", "batch"), path)
 
