@@ -142,8 +142,8 @@ def main(argv: list[str] | None = None) -> int:
             f"`--epochs {args.epochs}`" + (f", `--kind {args.kind}`" if args.kind else "") + ".",
             f"Machine: {os.cpu_count()} cores (`nproc`), {cpu_model()}; "
             f"local[{args.cores}] vs a standalone master + one worker with {args.cores} cores on "
-            "127.0.0.1. The machine is shared with other jobs and noisy; load average "
-            f"(1/5/15 min) before/between runs: {' | '.join(loads)}.",
+            "127.0.0.1. Load average (1/5/15 min) before/between runs, this bench's own runs "
+            f"included (the machine may be shared): {' | '.join(loads)}.",
             "",
             "Seconds of wall time per step, each step one `spark-submit` (JVM start, executors, "
             "the job); training runs on the driver in both modes.",
