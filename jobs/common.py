@@ -195,6 +195,21 @@ def join_path(base: str, *parts: str) -> str:
 
 
 @contextmanager
+def restoring_conf(spark, *keys: str) -> Iterator[None]:
+    """Put the session's values of ``keys`` back (or unset them) when the block ends, so a
+    job's tuning does not leak into the next job of the same session (``rbm-reco run``)."""
+    before = {key: spark.conf.get(key, None) for key in keys}
+    try:
+        yield
+    finally:
+        for key, value in before.items():
+            if value is None:
+                spark.conf.unset(key)
+            else:
+                spark.conf.set(key, value)
+
+
+@contextmanager
 def timed(step: str, timings: dict[str, float] | None = None) -> Iterator[None]:
     """Log how long ``step`` took; record it into ``timings`` when given."""
     start = time.perf_counter()

@@ -31,6 +31,7 @@ from jobs.common import (  # noqa: E402
     get_spark,
     parse_job_args,
     resolve_conf,
+    restoring_conf,
     run_main,
 )
 from jobs.export import publish_date  # noqa: E402
@@ -39,6 +40,8 @@ from jobs.ingested import load_vocabulary, require  # noqa: E402
 log = logging.getLogger("rbm-reco.score")
 
 _MODEL_CACHE: dict[int, Any] = {}
+ARROW_BATCH_ROWS = "spark.sql.execution.arrow.maxRecordsPerBatch"
+MIN_SPLITS = "spark.sql.files.minPartitionNum"
 
 
 def export_schema(columns: Sequence[str]) -> str:
@@ -170,7 +173,7 @@ def read_users(spark, path: str):
     """The ingested users' rows. Ingest writes at least ``score_tasks`` files and each becomes
     its own split (``spark.sql.files.minPartitionNum``; Spark would otherwise pack small files
     into one task per core), so every core scores without a shuffle."""
-    spark.conf.set("spark.sql.files.minPartitionNum", str(score_tasks(spark)))
+    spark.conf.set(MIN_SPLITS, str(score_tasks(spark)))
     return spark.read.parquet(path).select("user_id", "items", "ratings")
 
 
@@ -201,47 +204,49 @@ def run_score(
     kind = loaded.meta["kind"]
     columns = output_columns(kind)
     n_states = loaded.model.n_states if hasattr(loaded.model, "n_states") else 2
-    spark.conf.set(
-        "spark.sql.execution.arrow.maxRecordsPerBatch",
-        str(arrow_batch_rows(vocab.n_items, n_states)),
-    )
-    users = read_users(spark, layout.train_ratings(out))
-    expected_users = users.count()
-    users = balanced_input(spark, users)
-    broadcast = spark.sparkContext.broadcast(model_payload(loaded))
-    scorer = make_scorer(
-        broadcast, top_k, columns, bool(conf["score"].get("inject_failure_first_attempt", False))
-    )
-    recs = users.mapInArrow(scorer, export_schema(columns)).sortWithinPartitions("user_id", "rank")
-
-    def write(path: str) -> None:
-        recs.write.mode("overwrite").parquet(path)
-
-    def manifest(path: str) -> dict[str, Any]:
-        from pyspark.sql import functions as F
-
-        row = (
-            spark.read.parquet(path)
-            .agg(F.count("*").alias("rows"), F.countDistinct("user_id").alias("users"))
-            .first()
+    # this job's Arrow batch size and split count, for its own reads only
+    with restoring_conf(spark, ARROW_BATCH_ROWS, MIN_SPLITS):
+        spark.conf.set(
+            ARROW_BATCH_ROWS,
+            str(arrow_batch_rows(vocab.n_items, n_states)),
         )
-        if row["users"] != expected_users:
-            raise JobError(
-                f"export has {row['users']} users but {expected_users} were ingested; "
-                "not publishing an incomplete export"
-            )
-        return {
-            "rows": int(row["rows"]),
-            "users": int(row["users"]),
-            "top_k": top_k,
-            "model_id": loaded.meta["model_id"],
-            "kind": kind,
-            "vocab_sha256": vocab.checksum,
-            "ingest": ingest_counts(spark, out),
-        }
+        users = read_users(spark, layout.train_ratings(out))
+        expected_users = users.count()
+        users = balanced_input(spark, users)
+        broadcast = spark.sparkContext.broadcast(model_payload(loaded))
+        inject = bool(conf["score"].get("inject_failure_first_attempt", False))
+        scorer = make_scorer(broadcast, top_k, columns, inject)
+        recs = users.mapInArrow(scorer, export_schema(columns))
+        recs = recs.sortWithinPartitions("user_id", "rank")
 
-    info = publish_date(spark, layout.recommendations(out), dt, write, manifest)
-    broadcast.unpersist()
+        def write(path: str) -> None:
+            recs.write.mode("overwrite").parquet(path)
+
+        def manifest(path: str) -> dict[str, Any]:
+            from pyspark.sql import functions as F
+
+            row = (
+                spark.read.parquet(path)
+                .agg(F.count("*").alias("rows"), F.countDistinct("user_id").alias("users"))
+                .first()
+            )
+            if row["users"] != expected_users:
+                raise JobError(
+                    f"export has {row['users']} users but {expected_users} were ingested; "
+                    "not publishing an incomplete export"
+                )
+            return {
+                "rows": int(row["rows"]),
+                "users": int(row["users"]),
+                "top_k": top_k,
+                "model_id": loaded.meta["model_id"],
+                "kind": kind,
+                "vocab_sha256": vocab.checksum,
+                "ingest": ingest_counts(spark, out),
+            }
+
+        info = publish_date(spark, layout.recommendations(out), dt, write, manifest)
+        broadcast.unpersist()
     log.info(
         "scored %d users, %d rows -> %s",
         info["users"],

@@ -473,8 +473,13 @@ def test_cli_on_u1_matches_pandas_reference(spark, ml100k_dat, tmp_path):
     assert quarantine.columns == QUARANTINE_COLUMNS and quarantine.count() == 0
 
     # Two files per core at least, each its own scoring task: score needs no shuffle.
-    from jobs.score import read_users, score_tasks
+    from jobs.common import restoring_conf
+    from jobs.score import MIN_SPLITS, read_users, score_tasks
 
     tasks = score_tasks(spark)
     assert len(list((out / "ingest" / "train").glob("part-*.parquet"))) >= tasks
-    assert read_users(spark, str(out / "ingest" / "train")).rdd.getNumPartitions() >= tasks
+    before = spark.conf.get(MIN_SPLITS, None)
+    with restoring_conf(spark, MIN_SPLITS):
+        assert read_users(spark, str(out / "ingest" / "train")).rdd.getNumPartitions() >= tasks
+        assert spark.conf.get(MIN_SPLITS) == str(tasks)
+    assert spark.conf.get(MIN_SPLITS, None) == before  # the session's setting is back
