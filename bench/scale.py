@@ -47,6 +47,7 @@ from datetime import date, datetime
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))  # the project's modules (jobs, rbmcore, bench)
 BIN = Path(sys.executable).parent
 DEFAULT_WORK = "/tmp/rbm-scale"
 CORES = 2
@@ -296,7 +297,6 @@ def spark_score_warm(out: Path, conf_path: Path, repeats: int = 3, warmup: int =
     ``repeats`` times (median); each run publishes its own date, deleted afterwards."""
     import shutil
 
-    sys.path.insert(0, str(REPO))
     from jobs.common import get_spark, load_conf
     from jobs.layout import recommendations_for
     from jobs.score import run_score
@@ -432,7 +432,6 @@ def generate(preset: str, folder: Path) -> tuple[float, bool]:
 
 
 def machine() -> dict:
-    sys.path.insert(0, str(REPO))
     from bench.machine import cpu_model
 
     with open("/proc/meminfo") as fh:
@@ -732,7 +731,6 @@ def main() -> None:
     s.add_argument("--repeats", type=int, default=5, help="alternating runs of each (median)")
     s.add_argument("--threads", type=int, default=CORES, help="torch threads")
     args = parser.parse_args()
-    sys.path.insert(0, str(REPO))
     {"run": run, "report": report, "seed": seed_only}[args.command](args)
 
 

@@ -70,23 +70,17 @@ KIND_DEFAULTS: dict[str, dict[str, Any]] = {
 # The item-based part of a two-way model (``item_based = true``; rbmcore.twoway): an RBM of the
 # same kind over the transposed ratings, batches of ``item_batch`` items. Chosen on the u1.base
 # validation split like KIND_DEFAULTS (BENCHMARKS.md); ``[train.item]`` overrides them.
+_ITEM_SOFTMAX: dict[str, Any] = {
+    "n_hidden": 100,
+    "epochs": 150,
+    "lr": 0.01,
+    "weight_decay": 1e-4,
+    "lr_decay": 1.0,
+    "cd_schedule": [[0, 1]],
+}
 ITEM_DEFAULTS: dict[str, dict[str, Any]] = {
-    "binary": {
-        "n_hidden": 100,
-        "epochs": 150,
-        "lr": 0.01,
-        "weight_decay": 1e-4,
-        "lr_decay": 1.0,
-        "cd_schedule": [[0, 1]],
-    },
-    "softmax": {
-        "n_hidden": 100,
-        "epochs": 150,
-        "lr": 0.01,
-        "weight_decay": 1e-4,
-        "lr_decay": 1.0,
-        "cd_schedule": [[0, 1]],
-    },
+    "binary": dict(_ITEM_SOFTMAX),  # the softmax part's settings, not tuned separately
+    "softmax": _ITEM_SOFTMAX,
     "rated": {
         "n_hidden": 200,
         "epochs": 150,
