@@ -37,6 +37,7 @@ from bench.machine import cpu_model, nproc  # noqa: E402
 from rbmcore import metrics  # noqa: E402
 from rbmcore.data import RatingsCSR, csr_from_pairs, split_holdout  # noqa: E402
 from rbmcore.hybrid import model_for_config, trainer_for  # noqa: E402
+from rbmcore.refit import refit_on_all_ratings  # noqa: E402
 from rbmcore.scoring import predict_csr, recommend_csr  # noqa: E402
 from rbmcore.seed import (  # noqa: E402
     SeedRBMConfig,
@@ -295,7 +296,8 @@ def run_als(spark, split: Split, seed: int, implicit: bool, params: dict) -> Res
 # -- rbm-reco kinds -----------------------------------------------------------------------
 def train_rbm(train: RatingsCSR, config: TrainConfig):
     """What ``rbm-reco train`` does, in process: per-user validation carve, shuffled batches of
-    100 users, the kind's trainer with early stopping; returns the trained model."""
+    100 users, the kind's trainer with early stopping, then (``config.refit``) the retraining
+    on all of ``train``; returns (final model, selection trainer, refit trainer or None)."""
     fit_part, held = split_holdout(train, config.val_fraction, np.random.default_rng(config.seed))
     order = np.random.default_rng(config.seed).permutation(len(fit_part))
     batches = [order[s : s + BATCH_USERS] for s in range(0, len(order), BATCH_USERS)]
@@ -304,10 +306,24 @@ def train_rbm(train: RatingsCSR, config: TrainConfig):
     model.init_visible_biases(fit_part)
     trainer = trainer_for(model, config, torch.device("cpu"))
     trainer.fit(fit_part, batches, (fit_part, held))
-    return trainer.model, trainer
+    if not config.refit:
+        return trainer.model, trainer, None
+    refit = refit_on_all_ratings(trainer, train, batches)
+    return refit.model, trainer, refit
 
 
-_HYBRIDS: dict[tuple[str, int], tuple] = {}  # (split, seed) -> (model, trainer, seconds)
+def history_seconds(trainers: tuple, **tags: str) -> float:
+    """Seconds of the epochs of ``trainers`` (None skipped) whose records carry ``tags``."""
+    return sum(
+        r["seconds"]
+        for t in trainers
+        if t is not None
+        for r in t.history
+        if all(r.get(k) == v for k, v in tags.items())
+    )
+
+
+_HYBRIDS: dict[tuple[str, int], tuple] = {}  # (split, seed) -> (model, trainers, seconds)
 
 
 def trained_hybrid(split: Split, seed: int) -> tuple:
@@ -316,8 +332,8 @@ def trained_hybrid(split: Split, seed: int) -> tuple:
     key = (split.name, seed)
     if key not in _HYBRIDS:
         start = time.perf_counter()
-        model, trainer = train_rbm(split.train, TrainConfig(kind="hybrid", seed=seed))
-        _HYBRIDS[key] = (model, trainer, time.perf_counter() - start)
+        model, *trainers = train_rbm(split.train, TrainConfig(kind="hybrid", seed=seed))
+        _HYBRIDS[key] = (model, tuple(trainers), time.perf_counter() - start)
     return _HYBRIDS[key]
 
 
@@ -327,24 +343,22 @@ def run_rbm(split: Split, seed: int, kind: str) -> Result:
     note = ""
     base_kind = kind.removesuffix(USER_ONLY)
     if base_kind in ("rated", "softmax") and TrainConfig().like_kind == "softmax":
-        hybrid, trainer, _ = trained_hybrid(split, seed)
+        hybrid, trainers, _ = trained_hybrid(split, seed)
         part = "rated" if base_kind == "rated" else "like"
         model = getattr(hybrid, part)
-        train_s = sum(r["seconds"] for r in trainer.history if r["part"] == part)
+        train_s = history_seconds(trainers, part=part)
         note = "the default hybrid's part; train s = its epochs"
         if kind.endswith(USER_ONLY):  # the two-way part's user-based RBM alone
             model = copy.deepcopy(model)
             model.weight.fill_(1.0)
-            train_s = sum(
-                r["seconds"] for r in trainer.history if r["part"] == part and r["way"] == "user"
-            )
+            train_s = history_seconds(trainers, part=part, way="user")
             note = "the default hybrid's part without its item-based RBM; train s = its epochs"
     elif kind == "hybrid":
-        model, trainer, train_s = trained_hybrid(split, seed)
+        model, _, train_s = trained_hybrid(split, seed)
         note = f"alpha {float(model.alpha):g}"
     else:
         start = time.perf_counter()
-        model, trainer = train_rbm(split.train, TrainConfig(kind=kind, seed=seed))
+        model, *_ = train_rbm(split.train, TrainConfig(kind=kind, seed=seed))
         train_s = time.perf_counter() - start
     start = time.perf_counter()
     recs = recommend_csr(model, split.context, K)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -204,8 +205,9 @@ class StreamingBatches:
     def groups(self, order: np.ndarray) -> list[np.ndarray]:
         """``order`` cut into consecutive groups of batches of at most ``group_bytes`` each
         (a single batch larger than that is a group of its own)."""
-        sizes = CSR_BYTES_PER_RATING * self.batch_nnz[order] + CSR_BYTES_PER_USER * (
-            self.batch_users[order]
+        sizes = (
+            CSR_BYTES_PER_RATING * self.batch_nnz[order]
+            + CSR_BYTES_PER_USER * (self.batch_users[order])
         )
         groups, start, acc = [], 0, 0
         for i, size in enumerate(sizes):
@@ -248,6 +250,12 @@ class StreamingBatches:
                 part = csr.take(sort[lo:hi])
                 yield self.split(part, self.batch_ids[p])[0] if self.holdout > 0 else part
             del csr
+
+    def without_holdout(self) -> StreamingBatches:
+        """The same batches with all their ratings (no validation holdout)."""
+        whole = copy.copy(self)
+        whole.holdout = 0.0
+        return whole
 
     def sample(self, max_bytes: int) -> tuple[RatingsCSR, RatingsCSR, np.ndarray]:
         """A bounded sample for validation and bias initialisation: the batches with the lowest

@@ -48,13 +48,8 @@ from jobs.ingested import (  # noqa: E402
     require,
 )
 from jobs.report import LOSS_PLOT, plot_training  # noqa: E402
-from rbmcore.checkpoint import (  # noqa: E402
-    has_checkpoint,
-    kept_checkpoint_note,
-    load_checkpoint,
-    save_checkpoint,
-)
-from rbmcore.data import batches_from_assignment, split_holdout  # noqa: E402
+from rbmcore.checkpoint import fit_resumable  # noqa: E402
+from rbmcore.data import batches_from_assignment, merge_rows, split_holdout  # noqa: E402
 from rbmcore.device import choose_device  # noqa: E402
 from rbmcore.hybrid import (  # noqa: E402
     HybridTrainer,
@@ -63,6 +58,7 @@ from rbmcore.hybrid import (  # noqa: E402
     trainer_for,
 )
 from rbmcore.models import KINDS  # noqa: E402
+from rbmcore.refit import fresh_refit_model, refit_on_all_ratings  # noqa: E402
 from rbmcore.training import TrainConfig, Trainer, without_item_parts  # noqa: E402
 
 log = logging.getLogger("rbm-reco.train")
@@ -192,41 +188,63 @@ def run_train(
     )
     model.init_visible_biases(fit_part)
     ckpt = checkpoint_dir(model_path)
+    clear_stale_checkpoints(ckpt, resume)
     trainer = trainer_for(model, config, device, checkpoint_dir=ckpt, resume=resume)
-    if not isinstance(trainer, Trainer):  # hybrid / two-way: parts in turn, per-part checkpoints
-        try:
-            history = trainer.fit(fit_part, batches, validation, test)
-        except FloatingPointError as exc:  # the part's message names its kept checkpoint
-            raise FloatingPointError(f"{exc}; the model at {model_path} is unchanged") from exc
-        meta = save_artifact(
-            spark, trainer, vocab.movie_ids, model_path, history, n_users, n_ratings
-        )
-        shutil.rmtree(ckpt, ignore_errors=True)
-        return meta
-    start = 0
-    if resume and has_checkpoint(ckpt):
-        start = load_checkpoint(ckpt, trainer)
-        log.info("resuming from checkpoint %s after epoch %d", ckpt, start)
-    elif resume:
-        log.info("no checkpoint at %s; training from the start", ckpt)
-    elif has_checkpoint(ckpt):
-        log.warning("removing the checkpoint %s of an earlier run (no --resume)", ckpt)
-        shutil.rmtree(ckpt, ignore_errors=True)
     try:
-        history = trainer.fit(
-            fit_part,
-            batches,
-            validation,
-            test,
-            start_epoch=start,
-            on_epoch=lambda t, _record: save_checkpoint(ckpt, t),
-        )
-    except FloatingPointError as exc:  # NaN/Inf: the last good checkpoint stays for a look
-        kept = kept_checkpoint_note(ckpt)
-        raise FloatingPointError(f"{exc}; {kept}; the model at {model_path} is unchanged") from exc
-    meta = save_artifact(spark, trainer, vocab.movie_ids, model_path, history, n_users, n_ratings)
-    shutil.rmtree(ckpt, ignore_errors=True)
+        if isinstance(trainer, Trainer):  # one RBM: one checkpoint folder
+            fit_resumable(
+                trainer,
+                ckpt,
+                resume,
+                "the model",
+                train=fit_part,
+                batches=batches,
+                validation=validation,
+                test=test,
+            )
+        else:  # hybrid / two-way: parts in turn, per-part checkpoints under ckpt
+            trainer.fit(fit_part, batches, validation, test)
+        refit = None
+        if config.refit and validation is not None:
+            every, every_batches = all_training_data(batches, validation)
+            refit = refit_on_all_ratings(
+                trainer, every, every_batches, checkpoint_dir=refit_dir(ckpt), resume=resume
+            )
+    except FloatingPointError as exc:  # the message names the kept checkpoint
+        raise FloatingPointError(f"{exc}; the model at {model_path} is unchanged") from exc
+    meta = save_artifact(
+        spark, trainer, vocab.movie_ids, model_path, trainer.history, n_users, n_ratings, refit
+    )
+    for folder in (ckpt, refit_dir(ckpt)):
+        shutil.rmtree(folder, ignore_errors=True)
     return meta
+
+
+def refit_dir(ckpt: str) -> str:
+    """Where the refit on all ratings checkpoints (beside the selection's checkpoints)."""
+    return ckpt.rstrip("/") + ".refit"
+
+
+def clear_stale_checkpoints(ckpt: str, resume: bool) -> None:
+    """Without ``--resume``, remove the checkpoints an earlier run left; with it, say when
+    there are none."""
+    folders = [f for f in (ckpt, refit_dir(ckpt)) if os.path.exists(f)]
+    if resume and not folders:
+        log.info("no checkpoint at %s; training from the start", ckpt)
+    elif folders and not resume:
+        log.warning("removing the checkpoints of an earlier run (no --resume): %s", folders)
+        for folder in folders:
+            shutil.rmtree(folder, ignore_errors=True)
+
+
+def all_training_data(batches, validation):
+    """(ratings, batches) of every training rating, the validation holdout included, for the
+    refit: in memory the merged CSR and the same batches; streamed, the same batches without
+    their holdout (the CSR then is the validation sample, for the visible-bias start only)."""
+    every = merge_rows(*validation)
+    if isinstance(batches, StreamingBatches):
+        return every, batches.without_holdout()
+    return every, batches
 
 
 def run_train_distributed(
@@ -253,28 +271,49 @@ def run_train_distributed(
     )
     model = model_for_config(config, vocab.n_items, torch.Generator().manual_seed(config.seed))
     model.init_visible_biases(fit_part)
-    if config.kind == "hybrid":  # the parts one after another, as HybridTrainer.fit does
-        trainer = HybridTrainer(model, config, torch.device("cpu"))
-        for part in ("rated", "like"):
-            sub_model = getattr(model, part)
-            state, history, best_epoch, device = fit_distributed(
-                spark, conf, sub_model, config.part(part), fit_part, batches, validation, test
-            )
-            sub_model.load_state_dict(state)
-            trainer.best_epochs[part] = best_epoch
-            trainer.history += [{**record, "part": part} for record in history]
-        if validation is not None and validation[1].nnz:
-            _, trainer.alpha_search = choose_alpha(model, *validation, torch.device("cpu"))
-        history = trainer.history
-    else:
+    trainer = train_with_distributor(
+        spark, conf, model, config, fit_part, batches, validation, test
+    )
+    refit = None
+    if config.refit and validation is not None:
+        every, _ = all_training_data(batches, validation)
+        refit_cfg, fresh = fresh_refit_model(trainer, every)
+        log.info("refit: retraining on all %d training ratings", every.nnz)
+        refit = train_with_distributor(spark, conf, fresh, refit_cfg, every, batches)
+    return save_artifact(
+        spark, trainer, vocab.movie_ids, model_path, trainer.history, n_users, n_ratings, refit
+    )
+
+
+def train_with_distributor(
+    spark, conf, model, config: TrainConfig, train, batches, validation=None, test=None
+):
+    """Train the initialised ``model`` with ``fit_distributed``; a hybrid's parts one after
+    another (as ``HybridTrainer.fit`` does) and alpha chosen on the driver. Returns a trainer
+    holding the trained model, its history and best epochs."""
+    cpu = torch.device("cpu")
+    if config.kind != "hybrid":
         state, history, best_epoch, device = fit_distributed(
-            spark, conf, model, config, fit_part, batches, validation, test
+            spark, conf, model, config, train, batches, validation, test
         )
         model.load_state_dict(state)
-        trainer = Trainer(model, config, torch.device("cpu"))
-        trainer.best_epoch = best_epoch
+        trainer = Trainer(model, config, cpu)
+        trainer.best_epoch, trainer.history, trainer.device = best_epoch, history, device
+        return trainer
+    trainer = HybridTrainer(model, config, cpu)
+    for part in ("rated", "like"):
+        sub_model = getattr(model, part)
+        state, history, best_epoch, device = fit_distributed(
+            spark, conf, sub_model, config.part(part), train, batches, validation, test
+        )
+        sub_model.load_state_dict(state)
+        trainer.best_epochs[part] = best_epoch
+        trainer.part_settings[part] = {"epochs": max(best_epoch, 1)}
+        trainer.history += [{**record, "part": part} for record in history]
+    if validation is not None and validation[1].nnz:
+        _, trainer.alpha_search = choose_alpha(model, *validation, cpu)
     trainer.device = device
-    return save_artifact(spark, trainer, vocab.movie_ids, model_path, history, n_users, n_ratings)
+    return trainer
 
 
 def fit_distributed(
@@ -312,9 +351,7 @@ def fit_distributed(
         len(fit_part),
         fit_part.nnz,
     )
-    payload = make_payload(
-        model, config, fit_part, batches, validation, test, threads, timeout_s
-    )
+    payload = make_payload(model, config, fit_part, batches, validation, test, threads, timeout_s)
     distributor = TorchDistributor(num_processes=processes, local_mode=False, use_gpu=use_gpu)
     result = distributor.run(distributed_entry(), payload)
     if not result or "state" not in result:
@@ -373,8 +410,11 @@ def save_artifact(
     history: list[dict[str, Any]],
     n_users: int,
     n_ratings: int,
+    refit: Any = None,
 ) -> dict[str, Any]:
-    """Save weights + model.json + the training plot, locally or to a URI."""
+    """Save weights + model.json + the training plot, locally or to a URI: ``trainer``'s
+    model, or ``refit``'s (a trainer of the refit on all ratings) when given; the metadata of
+    the validation choices come from ``trainer``."""
     from rbmcore.artifact import save_model
 
     training = {
@@ -388,12 +428,20 @@ def save_artifact(
         "ratings": n_ratings,
         "device": str(trainer.device),
     }
+    model = trainer.model
+    if refit is not None:
+        training["refit"] = {"settings": trainer.refit_settings(), "history": refit.history}
+        model = refit.model
     local = fs.local_path(model_path) if fs.is_local(model_path) else tempfile.mkdtemp() + "/model"
-    meta = save_model(local, trainer.model.cpu(), movie_ids, training)
+    meta = save_model(local, model.cpu(), movie_ids, training)
     plot_training(history, Path(local) / LOSS_PLOT, f"{trainer.config.kind} RBM")
     fs.upload_dir(spark, local, model_path)
     log.info(
-        "model %s saved to %s (best epoch %d)", meta["model_id"], model_path, trainer.best_epoch
+        "model %s saved to %s (best epoch %d%s)",
+        meta["model_id"],
+        model_path,
+        trainer.best_epoch,
+        ", retrained on all ratings" if refit is not None else "",
     )
     return meta
 

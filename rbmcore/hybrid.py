@@ -244,6 +244,7 @@ class HybridTrainer(PartsTrainer):
         for part in ("rated", "like"):
             trainer = self._fit_part(part, train, batches, validation, test)
             self.best_epochs[part] = trainer.best_epoch
+            self.part_settings[part] = trainer.refit_settings()
             self.history += [{**record, "part": part} for record in trainer.history]
         if validation is not None and validation[1].nnz:
             alpha, self.alpha_search = choose_alpha(self.model, *validation, self.device)
@@ -254,6 +255,13 @@ class HybridTrainer(PartsTrainer):
             )
         use_all_ratings(self.model, train, validation)
         return self.history
+
+    def refit_settings(self) -> dict[str, Any]:
+        """Each part's best epochs in its ``rated`` / ``like`` table."""
+        return {
+            part: {**getattr(self.config, part), **self.part_settings[part]}
+            for part in ("rated", "like")
+        }
 
     def _fit_part(self, part, train, batches, validation, test):
         sub_model = getattr(self.model, part)

@@ -123,6 +123,7 @@ class TrainConfig:
     sub_batches: int | None = None  # each ingest batch is cut into this many updates
     val_fraction: float = 0.1  # per-user holdout carved from the training data
     patience: int = 6  # epochs without validation improvement before stopping
+    refit: bool = True  # after the validation choices, retrain on all ratings (rbmcore.refit)
     seed: int = 42
     device: str = "auto"
     like_kind: str = "softmax"  # hybrid: the like/rating sub-model's kind
@@ -414,6 +415,10 @@ class Trainer:
             self.model.load_state_dict(self.best_state)
         return self.history
 
+    def refit_settings(self) -> dict[str, Any]:
+        """Config overrides that retrain this model on all ratings: its best epoch count."""
+        return {"epochs": max(self.best_epoch, 1)}
+
     def weights_finite(self) -> bool:
         return all(bool(torch.isfinite(p).all()) for p in self.model.parameters())
 
@@ -461,10 +466,15 @@ class PartsTrainer:
         self.resume = resume
         self.history: list[dict[str, Any]] = []
         self.best_epochs: dict[str, int] = {}
+        self.part_settings: dict[str, dict[str, Any]] = {}  # each part's refit_settings()
 
     @property
     def best_epoch(self) -> int:
         return self.best_epochs.get(self.MAIN_PART, -1)
+
+    def refit_settings(self) -> dict[str, Any]:
+        """Config overrides that retrain every part on all ratings for its best epoch count."""
+        raise NotImplementedError
 
     def part_folder(self, part: str) -> Path | None:
         """Where part ``part`` checkpoints (None without a checkpoint folder)."""

@@ -189,6 +189,7 @@ class TwoWayTrainer(PartsTrainer):
         )
         for way, trainer in (("user", user), ("item", item)):
             self.best_epochs[way] = trainer.best_epoch
+            self.part_settings[way] = trainer.refit_settings()
             self.history += [{**record, "way": way} for record in trainer.history]
         model.item.set_item_states(train)
         if validation is not None and validation[1].nnz:
@@ -202,6 +203,11 @@ class TwoWayTrainer(PartsTrainer):
         if self.use_all_ratings:
             use_all_ratings(model, train, validation)
         return self.history
+
+    def refit_settings(self) -> dict[str, Any]:
+        """The user part's best epochs; the item part's in the ``item`` table."""
+        item = {**self.config.item, **self.part_settings["item"]}
+        return {**self.part_settings["user"], "item": item}
 
 
 def use_all_ratings(

@@ -31,7 +31,7 @@ from jobs.evaluate import run_evaluate
 from jobs.export import MANIFEST, MARKER, date_lock, lock_path
 from jobs.ingest import run_ingest
 from jobs.score import run_score
-from jobs.train import checkpoint_dir, run_train, train_config_from
+from jobs.train import checkpoint_dir, refit_dir, run_train, train_config_from
 from rbmcore.artifact import META_FILE, WEIGHTS_FILE, save_model
 from rbmcore.checkpoint import META as CKPT_META
 from rbmcore.checkpoint import TENSORS as CKPT_TENSORS
@@ -440,6 +440,7 @@ def test_resume_after_kill_matches_uninterrupted_run(spark, run, monkeypatch):
     ckpt = Path(checkpoint_dir(str(resumed)))
     full_meta = run_train(spark, conf, str(run.out), str(full))
     assert not Path(checkpoint_dir(str(full))).exists()  # removed after success
+    assert not Path(refit_dir(checkpoint_dir(str(full)))).exists()
 
     real_save = save_checkpoint
 
@@ -448,7 +449,7 @@ def test_resume_after_kill_matches_uninterrupted_run(spark, run, monkeypatch):
         if trainer.history[-1]["epoch"] == 2:
             raise Killed
 
-    monkeypatch.setattr("jobs.train.save_checkpoint", save_then_die)
+    monkeypatch.setattr("rbmcore.checkpoint.save_checkpoint", save_then_die)
     with pytest.raises(Killed):
         run_train(spark, conf, str(run.out), str(resumed))
     monkeypatch.undo()
@@ -465,6 +466,54 @@ def test_resume_after_kill_matches_uninterrupted_run(spark, run, monkeypatch):
                      for r in full_meta["training"]["history"]]  # fmt: skip
     a, b = tensors_of(full), tensors_of(resumed)
     assert sorted(a) == sorted(b)
+    for name in a:
+        assert torch.allclose(a[name], b[name], rtol=0, atol=1e-6), name
+
+
+def test_refit_retrains_on_all_ratings_for_the_best_epochs(spark, run):
+    """``train.refit`` (default on): after early stopping on validation, a fresh model trains on
+    every rating for the best epoch count; ``train.refit = false`` keeps the selected model."""
+    conf = deep_merge(run.conf, {"train": {"epochs": 4, "patience": 1}})
+    meta = run_train(spark, conf, str(run.out), str(run.out / "model_refit"))
+    training = meta["training"]
+    best = training["best_epoch"]
+    assert best == min(training["history"], key=lambda r: r["val"]["like_nll"])["epoch"]
+    assert training["refit"]["settings"] == {"epochs": best}
+    assert [r["epoch"] for r in training["refit"]["history"]] == list(range(1, best + 1))
+    assert all("val" not in r for r in training["refit"]["history"])
+
+    off = deep_merge(conf, {"train": {"refit": False}})
+    kept = run_train(spark, off, str(run.out), str(run.out / "model_selected"))
+    assert "refit" not in kept["training"] and kept["training"]["best_epoch"] == best
+    a, b = tensors_of(run.out / "model_refit"), tensors_of(run.out / "model_selected")
+    assert sorted(a) == sorted(b) and not torch.equal(a["W"], b["W"])
+
+
+def test_resume_of_a_killed_refit_matches_uninterrupted_run(spark, run, monkeypatch):
+    conf = deep_merge(run.conf, {"train": {"epochs": 3, "patience": 3, "lr": 0.01}})
+    full, resumed = run.out / "model_refit_full", run.out / "model_refit_resumed"
+    full_meta = run_train(spark, conf, str(run.out), str(full))
+    assert full_meta["training"]["refit"]["settings"]["epochs"] >= 2
+    ckpt = Path(checkpoint_dir(str(resumed)))
+    real_save = save_checkpoint
+
+    def die_in_refit(folder, trainer):
+        real_save(folder, trainer)
+        if str(folder) == refit_dir(str(ckpt)) and trainer.history[-1]["epoch"] == 1:
+            raise Killed
+
+    monkeypatch.setattr("rbmcore.checkpoint.save_checkpoint", die_in_refit)
+    with pytest.raises(Killed):
+        run_train(spark, conf, str(run.out), str(resumed))
+    monkeypatch.undo()
+    assert not resumed.exists() and (ckpt / "phase.done").exists()
+
+    meta = run_train(spark, conf, str(run.out), str(resumed), resume=True)
+    assert not ckpt.exists() and not Path(refit_dir(str(ckpt))).exists()
+    strip = [{k: v for k, v in r.items() if k != "seconds"} for r in meta["training"]["history"]]
+    assert strip == [{k: v for k, v in r.items() if k != "seconds"}
+                     for r in full_meta["training"]["history"]]  # fmt: skip
+    a, b = tensors_of(full), tensors_of(resumed)
     for name in a:
         assert torch.allclose(a[name], b[name], rtol=0, atol=1e-6), name
 

@@ -1,0 +1,105 @@
+"""Retrain on all training ratings after the validation choices (``train.refit``, default on).
+
+Model selection holds out a tenth of every user's ratings: early stopping, the two-way
+weights and the hybrid's alpha are chosen on it. The selected model has then never learned
+from that tenth. The refit trains a fresh model with the same seed and sizes on every
+training rating, each part for the epoch count validation chose for it, and keeps the chosen
+blend weights (``weight`` of two-way parts, ``alpha`` of the hybrid): the usual last step of
+model selection, so the choices stay honest and the model sees all the data. It costs about
+one more training up to the best epochs; measured on MovieLens 100k in BENCHMARKS.md.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from rbmcore.checkpoint import fit_resumable
+from rbmcore.data import RatingsCSR
+from rbmcore.hybrid import model_for_config, trainer_for
+from rbmcore.training import Trainer
+
+log = logging.getLogger("rbm-reco.train")
+
+# buffers holding choices made on validation (a two-way part's weight, the hybrid's alpha)
+CHOSEN_BUFFERS = ("weight", "alpha")
+
+
+def refit_config(selected: Any):
+    """The config of the refit: ``selected``'s (a trained trainer) with each part's epochs set
+    to its best validation epoch count."""
+    return replace(selected.config, **selected.refit_settings())
+
+
+def copy_choices(source: torch.nn.Module, target: torch.nn.Module) -> None:
+    """Copy the validation-chosen buffers (``CHOSEN_BUFFERS``) of ``source`` into ``target``
+    (same architecture)."""
+    chosen = {
+        name: value
+        for name, value in source.named_buffers()
+        if name.rsplit(".", 1)[-1] in CHOSEN_BUFFERS
+    }
+    targets = dict(target.named_buffers())
+    for name, value in chosen.items():
+        targets[name].copy_(value)
+
+
+def fresh_refit_model(selected: Any, train: RatingsCSR) -> tuple[Any, torch.nn.Module]:
+    """(refit config, a freshly initialised model for it): same seed and sizes as
+    ``selected``'s model, visible biases from ``train``, its validation-chosen weights."""
+    config = refit_config(selected)
+    generator = torch.Generator().manual_seed(config.seed)
+    model = model_for_config(config, train.n_items, generator, len(train))
+    model.init_visible_biases(train)
+    copy_choices(selected.model, model)
+    return config, model
+
+
+def refit_on_all_ratings(
+    selected: Any,
+    train: RatingsCSR,
+    batches: list[np.ndarray],
+    after_backward=None,
+    checkpoint_dir: str | Path | None = None,
+    resume: bool = False,
+) -> Any:
+    """Train a fresh copy of ``selected``'s model on ``train`` (all training ratings, the
+    validation holdout included; ``batches``: its row positions per user batch) without
+    validation; returns the new trainer, its model carrying ``selected``'s chosen weights.
+
+    ``checkpoint_dir``: per-epoch checkpoints (per part for hybrid / two-way models) so that
+    ``resume`` continues an interrupted refit exactly.
+    """
+    config, model = fresh_refit_model(selected, train)
+    trainer = trainer_for(
+        model,
+        config,
+        selected.device,
+        after_backward,
+        checkpoint_dir=checkpoint_dir,
+        resume=resume,
+    )
+    log.info("refit: retraining on all %d training ratings (%s)", train.nnz, describe(config))
+    if isinstance(trainer, Trainer):
+        fit_resumable(trainer, checkpoint_dir, resume, "the refit", train=train, batches=batches)
+    else:
+        trainer.fit(train, batches)
+    copy_choices(selected.model, trainer.model)
+    return trainer
+
+
+def describe(config) -> str:
+    """``epochs N`` of the model and of each part, for the log."""
+    parts = [f"epochs {config.epochs}"] if config.epochs else []
+    for name in ("rated", "like", "item"):
+        table = getattr(config, name, {}) or {}
+        if "epochs" in table:
+            item = table.get("item", {})
+            inner = f", item part {item['epochs']}" if "epochs" in item else ""
+            parts.append(f"{name} {table['epochs']}{inner}")
+    return "; ".join(parts)
