@@ -25,6 +25,8 @@ TENSORS = "state.safetensors"
 META = "state.json"
 META_KEYS = ("epochs_done", "best_epoch", "history", "config", "tensors_sha256")
 DONE_MARKER = "phase.done"  # written when a part's training has finished
+# settings a resumed run may change: they do not change the epochs already trained
+RESUMABLE_CHANGES = ("epochs", "device", "refit")
 
 log = logging.getLogger("rbm-reco.train")
 
@@ -123,7 +125,7 @@ def load_checkpoint(folder: str | Path, trainer: Any) -> int:
         raise ModelFileError(f"checkpoint {folder} is corrupt (checksum mismatch)")
     saved, current = meta["config"], trainer.config.to_dict()
     changed = sorted(
-        k for k in current if k not in ("epochs", "device") and saved.get(k) != current[k]
+        k for k in current if k not in RESUMABLE_CHANGES and saved.get(k) != current[k]
     )
     if changed:
         raise ModelFileError(

@@ -36,6 +36,7 @@ from rbmcore.artifact import META_FILE, WEIGHTS_FILE, save_model
 from rbmcore.checkpoint import META as CKPT_META
 from rbmcore.checkpoint import TENSORS as CKPT_TENSORS
 from rbmcore.checkpoint import has_checkpoint, load_checkpoint, save_checkpoint
+from rbmcore.errors import ModelFileError
 from rbmcore.generate import GeneratorSpec, write_dataset
 from rbmcore.models import build_model
 from rbmcore.training import Trainer
@@ -543,6 +544,20 @@ def make_trainer(n_items: int, conf: dict[str, Any]) -> Trainer:
     model = build_model(config.kind, n_items, config.n_hidden,
                         torch.Generator().manual_seed(config.seed))  # fmt: skip
     return Trainer(model, config, torch.device("cpu"))
+
+
+def test_resume_may_turn_the_refit_on_or_off(tmp_path):
+    """``refit`` only decides what happens after the selection run: a checkpoint of that run
+    resumes with it changed (like ``epochs``), other settings are refused."""
+    conf_path = tmp_path / "conf.toml"
+    conf_path.write_text(CONF_TOML)
+    conf = load_conf(str(conf_path))
+    folder = tmp_path / "model.checkpoint"
+    save_checkpoint(folder, make_trainer(30, conf))
+    no_refit = deep_merge(conf, {"train": {"refit": False}})
+    assert load_checkpoint(folder, make_trainer(30, no_refit)) == 0
+    with pytest.raises(ModelFileError, match="different settings"):
+        load_checkpoint(folder, make_trainer(30, deep_merge(conf, {"train": {"seed": 7}})))
 
 
 def test_checkpoint_survives_a_kill_between_its_renames(tmp_path):
