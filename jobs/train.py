@@ -5,7 +5,9 @@
 
 Reads OUT/ingest/{train,items}/ (and OUT/ingest/test/ when present, reported per epoch, never
 used for choices); writes OUT/model/ (weights, model.json, training.png) and checkpoints each
-epoch to OUT/model.checkpoint/ (local disk) so ``--resume`` continues after a kill.
+epoch to OUT/model.checkpoint/ (local disk) so ``--resume`` continues after a kill. After the
+choices made on the validation holdout, the model is retrained on all training ratings
+(``train.refit``, rbmcore.refit), checkpointed to OUT/model.checkpoint.refit/.
 """
 
 from __future__ import annotations
