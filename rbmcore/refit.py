@@ -84,7 +84,8 @@ def refit_on_all_ratings(
         checkpoint_dir=checkpoint_dir,
         resume=resume,
     )
-    log.info("refit: retraining on all %d training ratings (%s)", train.nnz, describe(config))
+    n_ratings = getattr(batches, "nnz", train.nnz)  # streamed batches know their own count
+    log.info("refit: retraining on all %d training ratings (%s)", n_ratings, describe(config))
     if isinstance(trainer, Trainer):
         fit_resumable(trainer, checkpoint_dir, resume, "the refit", train=train, batches=batches)
     else:
