@@ -89,8 +89,7 @@ def refit_on_all_ratings(
     if isinstance(trainer, Trainer):
         fit_resumable(trainer, checkpoint_dir, resume, "the refit", train=train, batches=batches)
     else:
-        trainer.fit(train, batches)
-    copy_choices(selected.model, trainer.model)
+        trainer.fit(train, batches)  # no validation: the copied weight / alpha stay
     return trainer
 
 

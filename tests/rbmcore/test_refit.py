@@ -8,22 +8,13 @@ import numpy as np
 import pytest
 import torch
 
-from rbmcore.data import csr_from_lists, iter_row_chunks, merge_rows, split_holdout
+from rbmcore.data import iter_row_chunks, merge_rows, split_holdout
 from rbmcore.hybrid import HybridTrainer, model_for_config
 from rbmcore.refit import refit_config, refit_on_all_ratings
 from rbmcore.training import TrainConfig, Trainer, selection_metric
+from tests.rbmcore.test_hybrid import N_ITEMS, random_users
 
-N_ITEMS = 25
 CPU = torch.device("cpu")
-
-
-def random_users(n_users: int, seed: int):
-    rng = np.random.default_rng(seed)
-    items = [
-        np.sort(rng.choice(N_ITEMS, rng.integers(4, 14), replace=False)) for _ in range(n_users)
-    ]
-    ratings = [rng.integers(1, 6, len(row)) for row in items]
-    return csr_from_lists(np.arange(100, 100 + n_users), items, ratings, N_ITEMS)
 
 
 def best_epoch_of(history: list[dict]) -> int:
