@@ -60,7 +60,7 @@ from rbmcore.hybrid import (  # noqa: E402
     trainer_for,
 )
 from rbmcore.models import KINDS  # noqa: E402
-from rbmcore.refit import fresh_refit_model, refit_on_all_ratings  # noqa: E402
+from rbmcore.refit import refit_on_all_ratings  # noqa: E402
 from rbmcore.training import TrainConfig, Trainer, without_item_parts  # noqa: E402
 
 log = logging.getLogger("rbm-reco.train")
@@ -277,11 +277,10 @@ def run_train_distributed(
         spark, conf, model, config, fit_part, batches, validation, test
     )
     refit = None
-    if config.refit and validation is not None:
+    if config.refit and validation is not None:  # on the driver: one more barrier run is a risk
         every, _ = all_training_data(batches, validation)
-        refit_cfg, fresh = fresh_refit_model(trainer, every)
-        log.info("refit: retraining on all %d training ratings", every.nnz)
-        refit = train_with_distributor(spark, conf, fresh, refit_cfg, every, batches)
+        log.info("refit on the driver, in one process")
+        refit = refit_on_all_ratings(trainer, every, batches, device=choose_device(config.device))
     return save_artifact(
         spark, trainer, vocab.movie_ids, model_path, trainer.history, n_users, n_ratings, refit
     )

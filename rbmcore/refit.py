@@ -67,19 +67,20 @@ def refit_on_all_ratings(
     after_backward=None,
     checkpoint_dir: str | Path | None = None,
     resume: bool = False,
+    device: torch.device | None = None,
 ) -> Any:
     """Train a fresh copy of ``selected``'s model on ``train`` (all training ratings, the
     validation holdout included; ``batches``: its row positions per user batch) without
     validation; returns the new trainer, its model carrying ``selected``'s chosen weights.
 
     ``checkpoint_dir``: per-epoch checkpoints (per part for hybrid / two-way models) so that
-    ``resume`` continues an interrupted refit exactly.
+    ``resume`` continues an interrupted refit exactly. ``device``: default ``selected``'s.
     """
     config, model = fresh_refit_model(selected, train)
     trainer = trainer_for(
         model,
         config,
-        selected.device,
+        device or selected.device,
         after_backward,
         checkpoint_dir=checkpoint_dir,
         resume=resume,
