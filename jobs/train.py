@@ -61,7 +61,12 @@ from rbmcore.hybrid import (  # noqa: E402
 )
 from rbmcore.models import KINDS  # noqa: E402
 from rbmcore.refit import refit_on_all_ratings  # noqa: E402
-from rbmcore.training import TrainConfig, Trainer, without_item_parts  # noqa: E402
+from rbmcore.training import (  # noqa: E402
+    TrainConfig,
+    Trainer,
+    best_epoch_settings,
+    without_item_parts,
+)
 
 log = logging.getLogger("rbm-reco.train")
 
@@ -287,7 +292,7 @@ def run_train_distributed(
 
 
 def train_with_distributor(
-    spark, conf, model, config: TrainConfig, train, batches, validation=None, test=None
+    spark, conf, model, config: TrainConfig, train, batches, validation, test
 ):
     """Train the initialised ``model`` with ``fit_distributed``; a hybrid's parts one after
     another (as ``HybridTrainer.fit`` does) and alpha chosen on the driver. Returns a trainer
@@ -309,7 +314,7 @@ def train_with_distributor(
         )
         sub_model.load_state_dict(state)
         trainer.best_epochs[part] = best_epoch
-        trainer.part_settings[part] = {"epochs": max(best_epoch, 1)}
+        trainer.part_settings[part] = best_epoch_settings(best_epoch)
         trainer.history += [{**record, "part": part} for record in history]
     if validation is not None and validation[1].nnz:
         _, trainer.alpha_search = choose_alpha(model, *validation, cpu)

@@ -49,17 +49,6 @@ def copy_choices(source: torch.nn.Module, target: torch.nn.Module) -> None:
         targets[name].copy_(value)
 
 
-def fresh_refit_model(selected: Any, train: RatingsCSR) -> tuple[Any, torch.nn.Module]:
-    """(refit config, a freshly initialised model for it): same seed and sizes as
-    ``selected``'s model, visible biases from ``train``, its validation-chosen weights."""
-    config = refit_config(selected)
-    generator = torch.Generator().manual_seed(config.seed)
-    model = model_for_config(config, train.n_items, generator, len(train))
-    model.init_visible_biases(train)
-    copy_choices(selected.model, model)
-    return config, model
-
-
 def refit_on_all_ratings(
     selected: Any,
     train: RatingsCSR,
@@ -76,7 +65,11 @@ def refit_on_all_ratings(
     ``checkpoint_dir``: per-epoch checkpoints (per part for hybrid / two-way models) so that
     ``resume`` continues an interrupted refit exactly. ``device``: default ``selected``'s.
     """
-    config, model = fresh_refit_model(selected, train)
+    config = refit_config(selected)
+    model = model_for_config(config, train.n_items, torch.Generator().manual_seed(config.seed),
+                             len(train))  # fmt: skip
+    model.init_visible_biases(train)
+    copy_choices(selected.model, model)
     trainer = trainer_for(
         model,
         config,

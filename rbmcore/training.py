@@ -275,6 +275,11 @@ def selection_metric(record: dict[str, Any]) -> float:
     return val.get("rmse", val.get("like_nll", math.inf))
 
 
+def best_epoch_settings(best_epoch: int) -> dict[str, Any]:
+    """Config overrides that retrain a model on all ratings: its best epoch count."""
+    return {"epochs": max(best_epoch, 1)}
+
+
 def split_batches(batches: list[np.ndarray], parts: int) -> list[np.ndarray]:
     """Each batch (row positions) cut into ``parts`` consecutive pieces (none empty)."""
     if parts <= 1:
@@ -416,8 +421,7 @@ class Trainer:
         return self.history
 
     def refit_settings(self) -> dict[str, Any]:
-        """Config overrides that retrain this model on all ratings: its best epoch count."""
-        return {"epochs": max(self.best_epoch, 1)}
+        return best_epoch_settings(self.best_epoch)
 
     def weights_finite(self) -> bool:
         return all(bool(torch.isfinite(p).all()) for p in self.model.parameters())
