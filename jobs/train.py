@@ -264,8 +264,9 @@ def run_train_distributed(
     nccl on GPU; see ``rbmcore.distributed``). The data travel with the tasks as numpy arrays
     (read here on the driver with ``train.cache = "memory"``), so no shared file system is
     needed; that suits data up to a few tens of millions of ratings. Validation and early
-    stopping run on rank 0; no per-epoch checkpoints. A hybrid trains its two parts in two
-    distributed runs and chooses alpha on the driver. The model is saved like ``run_train``'s.
+    stopping run on rank 0; no per-epoch checkpoints. A hybrid trains its two parts one after
+    the other in the same distributed run and chooses alpha on the driver. The model is saved
+    like ``run_train``'s.
     """
     if resume:
         raise UsageError("--resume is not supported with --distributed (no per-epoch checkpoints)")
@@ -294,28 +295,28 @@ def run_train_distributed(
 def train_with_distributor(
     spark, conf, model, config: TrainConfig, train, batches, validation, test
 ):
-    """Train the initialised ``model`` with ``fit_distributed``; a hybrid's parts one after
-    another (as ``HybridTrainer.fit`` does) and alpha chosen on the driver. Returns a trainer
-    holding the trained model, its history and best epochs."""
+    """Train the initialised ``model`` with ``fit_distributed``: one distributed run, in which
+    a hybrid's parts train one after another (as ``HybridTrainer.fit`` does); a hybrid's alpha
+    is chosen on the driver. Returns a trainer holding the trained model, its history and best
+    epochs."""
     cpu = torch.device("cpu")
     if config.kind != "hybrid":
-        state, history, best_epoch, device = fit_distributed(
-            spark, conf, model, config, train, batches, validation, test
-        )
-        model.load_state_dict(state)
+        results, device = fit_distributed(spark, conf, {"model": (model, config)}, train,
+                                          batches, validation, test)  # fmt: skip
+        result = results["model"]
+        model.load_state_dict(result["state"])
         trainer = Trainer(model, config, cpu)
-        trainer.best_epoch, trainer.history, trainer.device = best_epoch, history, device
+        trainer.best_epoch, trainer.history = int(result["best_epoch"]), result["history"]
+        trainer.device = device
         return trainer
     trainer = HybridTrainer(model, config, cpu)
-    for part in ("rated", "like"):
-        sub_model = getattr(model, part)
-        state, history, best_epoch, device = fit_distributed(
-            spark, conf, sub_model, config.part(part), train, batches, validation, test
-        )
-        sub_model.load_state_dict(state)
-        trainer.best_epochs[part] = best_epoch
-        trainer.part_settings[part] = best_epoch_settings(best_epoch)
-        trainer.history += [{**record, "part": part} for record in history]
+    parts = {part: (getattr(model, part), config.part(part)) for part in ("rated", "like")}
+    results, device = fit_distributed(spark, conf, parts, train, batches, validation, test)
+    for part, result in results.items():
+        getattr(model, part).load_state_dict(result["state"])
+        trainer.best_epochs[part] = int(result["best_epoch"])
+        trainer.part_settings[part] = best_epoch_settings(int(result["best_epoch"]))
+        trainer.history += [{**record, "part": part} for record in result["history"]]
     if validation is not None and validation[1].nnz:
         _, trainer.alpha_search = choose_alpha(model, *validation, cpu)
     trainer.device = device
@@ -325,15 +326,15 @@ def train_with_distributor(
 def fit_distributed(
     spark,
     conf: dict[str, Any],
-    model: torch.nn.Module,
-    config: TrainConfig,
+    parts: dict[str, tuple[torch.nn.Module, TrainConfig]],
     fit_part,
     batches: list[np.ndarray],
     validation=None,
     test=None,
-) -> tuple[dict[str, torch.Tensor], list[dict[str, Any]], int, torch.device]:
-    """Train one initialised ``model`` with ``train.distributed`` TorchDistributor processes;
-    (state_dict, history, best_epoch, device of rank 0). ``model`` itself is not changed."""
+) -> tuple[dict[str, dict[str, Any]], torch.device]:
+    """Train the initialised ``parts`` ({name: (model, config)}, one after another) in one run
+    of ``train.distributed`` TorchDistributor processes; ({name: {"state", "history",
+    "best_epoch"}}, device of rank 0). The models themselves are not changed."""
     from pyspark.ml.torch.distributor import TorchDistributor
 
     from rbmcore.distributed import DEFAULT_TIMEOUT_S, make_payload
@@ -347,9 +348,9 @@ def fit_distributed(
     use_gpu = executors_have_gpus(spark, conf["train"].get("distributed_gpu", "auto"))
     threads = int(spark.conf.get("spark.task.cpus", "1"))
     log.info(
-        "distributed training of a %s RBM: %d processes on the executors (%s, %d threads "
+        "distributed training of %s: %d processes on the executors (%s, %d threads "
         "each, collectives time out after %.0f s), %d users, %d ratings",
-        config.kind,
+        " then ".join(f"{name} ({config.kind} RBM)" for name, (_, config) in parts.items()),
         processes,
         "GPU/nccl" if use_gpu else "CPU/gloo",
         threads,
@@ -357,17 +358,12 @@ def fit_distributed(
         len(fit_part),
         fit_part.nnz,
     )
-    payload = make_payload(model, config, fit_part, batches, validation, test, threads, timeout_s)
+    payload = make_payload(parts, fit_part, batches, validation, test, threads, timeout_s)
     distributor = TorchDistributor(num_processes=processes, local_mode=False, use_gpu=use_gpu)
     result = distributor.run(distributed_entry(), payload)
-    if not result or "state" not in result:
+    if not result or set(result.get("parts", {})) != set(parts):
         raise JobError("distributed training returned no model from rank 0")
-    return (
-        result["state"],
-        result["history"],
-        int(result["best_epoch"]),
-        torch.device(result["device"]),
-    )
+    return result["parts"], torch.device(result["device"])
 
 
 def executors_have_gpus(spark, setting: Any = "auto") -> bool:

@@ -4,7 +4,10 @@ Every process of a run (started by ``torchrun`` or Spark's ``TorchDistributor``,
 ``RANK``, ``WORLD_SIZE``, ``LOCAL_RANK``, ``MASTER_ADDR`` and ``MASTER_PORT``) calls
 :func:`train_worker` with the same payload:
 
-- the model is the same initialised module in every process (built once on the driver,
+- the payload holds one or more named *parts* (a model and its config; a hybrid's ``rated``
+  and ``like`` RBMs), trained one after another in the same process group, so a hybrid needs
+  one distributed run, not two;
+- each part is the same initialised module in every process (built once on the driver,
   shipped as its hyperparameters plus numpy weight arrays and rebuilt with
   ``rbmcore.models.model_from_tensors``; no pickle), so the replicas start identical;
 - each user batch is split across the processes (``batch[rank::world]``): every process takes
@@ -17,8 +20,8 @@ Every process of a run (started by ``torchrun`` or Spark's ``TorchDistributor``,
 - validation (early stopping, best-epoch weights) runs on rank 0 only; after each epoch rank 0
   broadcasts its best epoch, so every rank takes the same stop decision. The test split, when
   given, is reported by rank 0 only. Per-epoch checkpoints are not written (no ``--resume``);
-- rank 0 returns the trained weights (CPU tensors), its history and best epoch; the other ranks
-  return ``None``.
+- rank 0 returns, per part, the trained weights (CPU tensors), its history and best epoch; the
+  other ranks return ``None``.
 
 Backend: ``nccl`` on CUDA devices (``cuda:LOCAL_RANK``), ``gloo`` on CPU. Every collective
 (and joining the group) gives up after ``timeout_s`` (payload ``"timeout_s"``) with an error
@@ -57,6 +60,7 @@ __all__ = [
     "pin_gloo_to_loopback",
     "make_payload",
     "shard_batches",
+    "train_part",
     "train_worker",
 ]
 
@@ -88,8 +92,7 @@ def _empty_like(csr: RatingsCSR) -> RatingsCSR:
 
 
 def make_payload(
-    model: torch.nn.Module,
-    config: TrainConfig,
+    parts: dict[str, tuple[torch.nn.Module, TrainConfig]],
     fit: RatingsCSR,
     batches: list[np.ndarray],
     validation: tuple[RatingsCSR, RatingsCSR] | None = None,
@@ -97,17 +100,21 @@ def make_payload(
     threads_per_process: int = 1,
     timeout_s: float = DEFAULT_TIMEOUT_S,
 ) -> dict[str, Any]:
-    """Everything :func:`train_worker` needs, as one dict of plain values and numpy arrays."""
+    """Everything :func:`train_worker` needs, as one dict of plain values and numpy arrays.
+    ``parts``: {name: (initialised model, its config)}, trained in this order."""
 
     def pair(p: tuple[RatingsCSR, RatingsCSR] | None):
         return None if p is None else (csr_to_payload(p[0]), csr_to_payload(p[1]))
 
     return {
-        "model": {
-            "hyper": model.hyperparameters(),
-            "tensors": {k: v.detach().cpu().numpy() for k, v in model.state_dict().items()},
+        "parts": {
+            name: {
+                "hyper": model.hyperparameters(),
+                "tensors": {k: v.detach().cpu().numpy() for k, v in model.state_dict().items()},
+                "config": asdict(config),
+            }
+            for name, (model, config) in parts.items()
         },
-        "config": asdict(config),
         "fit": csr_to_payload(fit),
         "batches": [np.asarray(b, dtype=np.int64) for b in batches],
         "validation": pair(validation),
@@ -192,10 +199,12 @@ def shard_batches(batches: list[np.ndarray], rank: int, world: int) -> list[np.n
 
 
 def train_worker(payload: dict[str, Any]) -> dict[str, Any] | None:
-    """The body of one training process; see the module docstring."""
-    config = TrainConfig(**payload["config"])
+    """The body of one training process; see the module docstring. Rank 0 returns
+    ``{"parts": {name: {"state", "history", "best_epoch"}}, "processes", "device"}``."""
+    parts = payload["parts"]
+    first = TrainConfig(**next(iter(parts.values()))["config"])
     rank, world, device = init_process_group_from_env(
-        config.device, float(payload.get("timeout_s", DEFAULT_TIMEOUT_S))
+        first.device, float(payload.get("timeout_s", DEFAULT_TIMEOUT_S))
     )
     try:
         torch.set_num_threads(max(1, int(payload.get("threads", 1))))
@@ -208,43 +217,60 @@ def train_worker(payload: dict[str, Any]) -> dict[str, Any] | None:
             validation = (context, target) if rank == 0 else (_empty_like(fit), _empty_like(fit))
         if payload["test"] is not None and rank == 0:
             test = tuple(csr_from_payload(d) for d in payload["test"])
-        model = model_from_tensors(
-            payload["model"]["hyper"],
-            {k: torch.from_numpy(np.array(v)) for k, v in payload["model"]["tensors"].items()},
-        )
-        trainer = Trainer(model, config, device, after_backward=allreduce_mean_grads)
         log.info(
-            "rank %d/%d on %s: %d batches, %d of %d users",
+            "rank %d/%d on %s: parts %s, %d batches, %d of %d users",
             rank,
             world,
             device,
+            ", ".join(parts),
             len(batches),
             sum(len(b) for b in batches),
             len(fit),
         )
-
-        def sync_best_epoch(t: Trainer, _record: dict[str, Any]) -> None:
-            best = torch.tensor([t.best_epoch], dtype=torch.int64, device=device)
-            dist.broadcast(best, src=0)
-            t.best_epoch = int(best.item())
-
-        history = trainer.fit(
-            fit,
-            batches,
-            validation,
-            test,
-            on_epoch=sync_best_epoch if validation is not None else None,
-        )
+        results = {
+            name: train_part(part, device, fit, batches, validation, test)
+            for name, part in parts.items()
+        }
         if rank != 0:
             return None
-        for record in history:
-            record["processes"] = world
-        return {
-            "state": {k: v.detach().cpu() for k, v in trainer.model.state_dict().items()},
-            "history": history,
-            "best_epoch": trainer.best_epoch,
-            "processes": world,
-            "device": str(device),
-        }
+        for result in results.values():
+            for record in result["history"]:
+                record["processes"] = world
+        return {"parts": results, "processes": world, "device": str(device)}
     finally:
         dist.destroy_process_group()
+
+
+def train_part(
+    part: dict[str, Any],
+    device: torch.device,
+    fit: RatingsCSR,
+    batches: list[np.ndarray],
+    validation: tuple[RatingsCSR, RatingsCSR] | None,
+    test: tuple[RatingsCSR, RatingsCSR] | None,
+) -> dict[str, Any]:
+    """Train one part of the payload in the joined process group: its weights (CPU), history
+    and best epoch (rank 0's, broadcast after every epoch so all ranks stop together)."""
+    model = model_from_tensors(
+        part["hyper"], {k: torch.from_numpy(np.array(v)) for k, v in part["tensors"].items()}
+    )
+    config = TrainConfig(**part["config"])
+    trainer = Trainer(model, config, device, after_backward=allreduce_mean_grads)
+
+    def sync_best_epoch(t: Trainer, _record: dict[str, Any]) -> None:
+        best = torch.tensor([t.best_epoch], dtype=torch.int64, device=device)
+        dist.broadcast(best, src=0)
+        t.best_epoch = int(best.item())
+
+    history = trainer.fit(
+        fit,
+        batches,
+        validation,
+        test,
+        on_epoch=sync_best_epoch if validation is not None else None,
+    )
+    return {
+        "state": {k: v.detach().cpu() for k, v in trainer.model.state_dict().items()},
+        "history": history,
+        "best_epoch": trainer.best_epoch,
+    }

@@ -340,9 +340,12 @@ def test_cluster_export_equals_local_mode(cluster_run, local_run):
 def test_distributed_training_matches_single_process(
     spark, cluster, cluster_run, pyfiles, test_conf
 ):
-    """--distributed 2 on the cluster (binary kind): the saved model's test like error is within
-    0.01 of single-process training (on the driver, here in local mode) of the same ingest,
-    config, seed and epochs."""
+    """--distributed 2 on the cluster, the default kind (hybrid): both parts train in one
+    TorchDistributor run, and the saved model's test nDCG@10 and like error (its like part) are
+    within 0.02 / 0.01 of single-process training (on the driver, here in local mode) of the
+    same ingest, config, seed and epochs (user-based parts in both: distributed training has no
+    item-based part). No refit (it would run on the driver in one process, so the saved model
+    would not be the distributed one)."""
     import pyarrow.parquet as pq
     import torch
 
@@ -353,17 +356,18 @@ def test_distributed_training_matches_single_process(
     from rbmcore.training import heldout_metrics
 
     out = cluster_run
+    log_path = out.parent / "logs" / "train_distributed.log"
     spark_submit(
         cluster.url,
         "train",
-        ["--conf", str(test_conf), "--out", str(out), "--kind", "binary",
-         "--model", str(out / "model_distributed"), "--epochs", str(EPOCHS),
-         "--distributed", "2", "--set", "train.distributed_timeout_s=60"],
+        ["--conf", str(test_conf), "--out", str(out), "--model", str(out / "model_distributed"),
+         "--epochs", str(EPOCHS), "--distributed", "2", "--set", "train.item_based=false",
+         "--set", "train.refit=false", "--set", "train.distributed_timeout_s=60"],
         pyfiles,
-        out.parent / "logs" / "train_distributed.log",
+        log_path,
     )  # fmt: skip
     conf = load_conf(str(test_conf))
-    conf["train"].update(kind="binary", epochs=EPOCHS)
+    conf["train"].update(epochs=EPOCHS, item_based=False, refit=False)
     run_train(spark, conf, str(out), str(out / "model_single"))
 
     n_items = pq.read_table(out / "ingest" / "items").num_rows
@@ -375,11 +379,21 @@ def test_distributed_training_matches_single_process(
     context, target = align_rows(rows("train"), rows("test"))
     single = load_model(out / "model_single")
     dist = load_model(out / "model_distributed")
-    assert dist.meta["kind"] == single.meta["kind"] == "binary"
-    assert {r["processes"] for r in dist.meta["training"]["history"]} == {2}
-    m_single = heldout_metrics(single.model, context, target, torch.device("cpu"))
-    m_dist = heldout_metrics(dist.model, context, target, torch.device("cpu"))
+    assert dist.meta["kind"] == single.meta["kind"] == "hybrid"
+    history = dist.meta["training"]["history"]
+    assert {r["part"] for r in history} == {"rated", "like"}
+    assert {r["processes"] for r in history} == {2}
+    assert "refit" not in dist.meta["training"]
+    runs = log_path.read_text().count("distributed training of rated (rated RBM) then like")
+    assert runs == 1, f"{runs} distributed runs; the hybrid's parts should share one"
+    cpu = torch.device("cpu")
+    m_single, m_dist = (
+        {**heldout_metrics(m.model, context, target, cpu),
+         **heldout_metrics(m.model.like, context, target, cpu)}
+        for m in (single, dist)
+    )  # fmt: skip
     print(f"\nsingle process: {m_single}\n2 processes:    {m_dist}")
+    assert abs(m_dist["ndcg"] - m_single["ndcg"]) <= 0.02, (m_single, m_dist)
     assert abs(m_dist["like_error"] - m_single["like_error"]) <= 0.01, (m_single, m_dist)
     assert m_dist["auc"] > 0.6, m_dist
 
@@ -401,8 +415,9 @@ def test_shard_batches_splits_every_batch_across_ranks():
 
 
 def test_train_worker_in_one_process_equals_plain_training(monkeypatch):
-    """World size 1 (gloo, in this process): the all-reduce is the identity, so the worker's
-    weights, history and best epoch equal a plain ``Trainer.fit`` of the same model."""
+    """World size 1 (gloo, in this process): the all-reduce is the identity, so each part of
+    the payload (two here, trained one after the other in one process group, as a hybrid's
+    are) gets the weights, history and best epoch of a plain ``Trainer.fit`` of its model."""
     import torch
 
     from rbmcore.data import csr_from_pairs, split_holdout
@@ -415,29 +430,41 @@ def test_train_worker_in_one_process_equals_plain_training(monkeypatch):
     key = np.unique(users * 40 + items)
     ratings = rng.integers(1, 6, len(key)).astype(np.int8)
     train = csr_from_pairs(key // 40, key % 40, ratings, 40)
-    config = TrainConfig(kind="binary", n_hidden=8, epochs=4, patience=2, device="cpu")
+    configs = {
+        "rated": TrainConfig(kind="rated", n_hidden=8, n_models=2, epochs=3, patience=2,
+                             device="cpu"),
+        "like": TrainConfig(kind="softmax", n_hidden=8, epochs=4, patience=2, device="cpu"),
+    }  # fmt: skip
     fit, held = split_holdout(train, 0.2, np.random.default_rng(0))
     batches = [np.arange(s, min(s + 16, len(fit))) for s in range(0, len(fit), 16)]
 
-    def fresh():
-        model = build_model("binary", 40, 8, torch.Generator().manual_seed(7))
+    def fresh(name: str):
+        params = {"n_models": 2} if name == "rated" else {}
+        model = build_model(configs[name].kind, 40, 8, torch.Generator().manual_seed(7), **params)
         model.init_visible_biases(fit)
         return model
 
-    expected = Trainer(fresh(), config, torch.device("cpu"))
-    history = expected.fit(fit, batches, (fit, held))
+    expected = {}
+    for name, config in configs.items():
+        trainer = Trainer(fresh(name), config, torch.device("cpu"))
+        expected[name] = (trainer, trainer.fit(fit, batches, (fit, held)))
     for name, value in dict(RANK="0", WORLD_SIZE="1", LOCAL_RANK="0",
                             MASTER_ADDR="127.0.0.1", MASTER_PORT=str(free_port())).items():
         monkeypatch.setenv(name, value)  # fmt: skip
     threads = torch.get_num_threads()
+    parts = {name: (fresh(name), config) for name, config in configs.items()}
     try:
-        result = train_worker(make_payload(fresh(), config, fit, batches, (fit, held)))
+        result = train_worker(make_payload(parts, fit, batches, (fit, held)))
     finally:
         torch.set_num_threads(threads)  # the worker set 1 thread; leave the session as it was
-    assert result["best_epoch"] == expected.best_epoch
-    assert [r["val"] for r in result["history"]] == [r["val"] for r in history]
-    for name, tensor in expected.model.state_dict().items():
-        torch.testing.assert_close(result["state"][name], tensor, rtol=0, atol=1e-6)
+    assert list(result["parts"]) == ["rated", "like"]
+    for name, (trainer, history) in expected.items():
+        got = result["parts"][name]
+        assert got["best_epoch"] == trainer.best_epoch
+        assert [r["val"] for r in got["history"]] == [r["val"] for r in history]
+        assert {r["processes"] for r in got["history"]} == {1}
+        for key, tensor in trainer.model.state_dict().items():
+            torch.testing.assert_close(got["state"][key], tensor, rtol=0, atol=1e-6)
 
 
 def test_process_group_gives_up_on_a_missing_peer(monkeypatch):
