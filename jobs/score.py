@@ -223,21 +223,8 @@ def run_score(
             recs.write.mode("overwrite").parquet(path)
 
         def manifest(path: str) -> dict[str, Any]:
-            from pyspark.sql import functions as F
-
-            row = (
-                spark.read.parquet(path)
-                .agg(F.count("*").alias("rows"), F.countDistinct("user_id").alias("users"))
-                .first()
-            )
-            if row["users"] != expected_users:
-                raise JobError(
-                    f"export has {row['users']} users but {expected_users} were ingested; "
-                    "not publishing an incomplete export"
-                )
             return {
-                "rows": int(row["rows"]),
-                "users": int(row["users"]),
+                **check_export(spark, path, expected_users, top_k),
                 "top_k": top_k,
                 "model_id": loaded.meta["model_id"],
                 "kind": kind,
@@ -254,6 +241,37 @@ def run_score(
         layout.recommendations_for(out, dt),
     )
     return info
+
+
+def check_export(spark, path: str, expected_users: int, top_k: int) -> dict[str, int]:
+    """{"rows", "users"} of the written export at ``path``, read back in one scan (no shuffle);
+    raises ``JobError`` unless every ingested user is there exactly once (one rank-1 row each)
+    with ranks 1..top_k, so a lost or a duplicated part of the export is never published."""
+    from pyspark.sql import functions as F
+
+    row = (
+        spark.read.parquet(path)
+        .agg(
+            F.count("*").alias("rows"),
+            F.count(F.when(F.col("rank") == 1, True)).alias("users"),
+            F.min("rank").alias("min_rank"),
+            F.max("rank").alias("max_rank"),
+        )
+        .first()
+    )
+    users, rows = int(row["users"]), int(row["rows"])
+    if users != expected_users:
+        what = "an incomplete" if users < expected_users else "a duplicated"
+        raise JobError(
+            f"export has {users} users but {expected_users} were ingested; "
+            f"not publishing {what} export"
+        )
+    if rows and (row["min_rank"] < 1 or row["max_rank"] > top_k or rows > users * top_k):
+        raise JobError(
+            f"export has ranks {row['min_rank']}..{row['max_rank']} and {rows} rows for {users} "
+            f"users (top_k {top_k}); not publishing it"
+        )
+    return {"rows": rows, "users": users}
 
 
 INGEST_COUNTS = ("lines_read", "accepted", "quarantined", "duplicates_dropped", "bad_fraction")

@@ -196,6 +196,30 @@ def test_manifest_and_marker_show_the_ingest_counts(spark, run):
     assert leftovers(run) == []
 
 
+def test_export_check_refuses_a_lost_or_duplicated_part(spark, run, tmp_path):
+    """The check before publishing reads the written export back: with one of its Parquet
+    files gone (users lost) or copied (users twice) it raises, naming the counts."""
+    from jobs.common import JobError
+    from jobs.score import check_export
+
+    parts = sorted(run.dt_dir().glob("part-*.parquet"))
+    assert len(parts) > 1
+    for case in ("complete", "lost", "duplicated"):
+        folder = tmp_path / case
+        folder.mkdir()
+        for part in parts[1:] if case == "lost" else parts:
+            shutil.copy(part, folder / part.name)
+        if case == "duplicated":
+            shutil.copy(parts[0], folder / ("part-99999" + parts[0].name[len("part-00000"):]))
+        if case == "complete":
+            assert check_export(spark, str(folder), 300, TOP_K) == {
+                "rows": 300 * TOP_K, "users": 300}  # fmt: skip
+            continue
+        what = "an incomplete" if case == "lost" else "a duplicated"
+        with pytest.raises(JobError, match=f"but 300 were ingested; not publishing {what}"):
+            check_export(spark, str(folder), 300, TOP_K)
+
+
 def test_unknown_test_users_and_movies_are_reported_and_excluded(spark, run):
     test = run.ingest["test"]
     assert (test["unknown_user_pairs"], test["unknown_item_pairs"]) == (1, 1)
