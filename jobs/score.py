@@ -13,7 +13,7 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from datetime import date
 from pathlib import Path
 from typing import Any
@@ -177,6 +177,13 @@ def read_users(spark, path: str):
     return spark.read.parquet(path).select("user_id", "items", "ratings")
 
 
+def users_rated_everything(users, n_items: int) -> int:
+    """How many users have rated the whole catalogue (no candidate left, so no export rows)."""
+    from pyspark.sql import functions as F
+
+    return users.where(F.size("items") >= n_items).count()
+
+
 def balanced_input(spark, users):
     """An input of fewer than ``score_tasks`` splits (written by an older ingest, or one file
     given by hand) is repartitioned round-robin so every core scores; others are kept."""
@@ -223,8 +230,11 @@ def run_score(
             recs.write.mode("overwrite").parquet(path)
 
         def manifest(path: str) -> dict[str, Any]:
+            def full() -> int:
+                return users_rated_everything(users, vocab.n_items)
+
             return {
-                **check_export(spark, path, expected_users, top_k),
+                **check_export(spark, path, expected_users, top_k, full),
                 "top_k": top_k,
                 "model_id": loaded.meta["model_id"],
                 "kind": kind,
@@ -243,10 +253,18 @@ def run_score(
     return info
 
 
-def check_export(spark, path: str, expected_users: int, top_k: int) -> dict[str, int]:
-    """{"rows", "users"} of the written export at ``path``, read back in one scan (no shuffle);
-    raises ``JobError`` unless every ingested user is there exactly once (one rank-1 row each)
-    with ranks 1..top_k, so a lost or a duplicated part of the export is never published."""
+def check_export(
+    spark,
+    path: str,
+    expected_users: int,
+    top_k: int,
+    users_rated_everything: Callable[[], int] = lambda: 0,
+) -> dict[str, int]:
+    """{"rows", "users", "users_rated_everything"} of the written export at ``path``, read back
+    in one scan (no shuffle). Raises ``JobError`` unless every one of the ``expected_users``
+    ingested users is there exactly once (one rank-1 row each) with ranks 1..top_k, so a lost
+    or a duplicated part of the export is never published. Users who rated every movie have
+    no rows: ``users_rated_everything()`` counts them, asked only when users are missing."""
     from pyspark.sql import functions as F
 
     row = (
@@ -260,18 +278,25 @@ def check_export(spark, path: str, expected_users: int, top_k: int) -> dict[str,
         .first()
     )
     users, rows = int(row["users"]), int(row["rows"])
-    if users != expected_users:
-        what = "an incomplete" if users < expected_users else "a duplicated"
+    full = users_rated_everything() if users < expected_users else 0
+    if full:
+        log.info(
+            "%d of %d users have rated every movie: nothing to recommend, not in the export",
+            full,
+            expected_users,
+        )
+    if users != expected_users - full:
+        what = "an incomplete" if users < expected_users - full else "a duplicated"
         raise JobError(
-            f"export has {users} users but {expected_users} were ingested; "
-            f"not publishing {what} export"
+            f"export has {users} users but {expected_users - full} were ingested with a movie "
+            f"left to recommend; not publishing {what} export"
         )
     if rows and (row["min_rank"] < 1 or row["max_rank"] > top_k or rows > users * top_k):
         raise JobError(
             f"export has ranks {row['min_rank']}..{row['max_rank']} and {rows} rows for {users} "
             f"users (top_k {top_k}); not publishing it"
         )
-    return {"rows": rows, "users": users}
+    return {"rows": rows, "users": users, "users_rated_everything": full}
 
 
 INGEST_COUNTS = ("lines_read", "accepted", "quarantined", "duplicates_dropped", "bad_fraction")

@@ -213,11 +213,29 @@ def test_export_check_refuses_a_lost_or_duplicated_part(spark, run, tmp_path):
             shutil.copy(parts[0], folder / ("part-99999" + parts[0].name[len("part-00000"):]))
         if case == "complete":
             assert check_export(spark, str(folder), 300, TOP_K) == {
-                "rows": 300 * TOP_K, "users": 300}  # fmt: skip
+                "rows": 300 * TOP_K, "users": 300, "users_rated_everything": 0}  # fmt: skip
             continue
         what = "an incomplete" if case == "lost" else "a duplicated"
-        with pytest.raises(JobError, match=f"but 300 were ingested; not publishing {what}"):
+        with pytest.raises(JobError, match=f"but 300 were ingested .*; not publishing {what}"):
             check_export(spark, str(folder), 300, TOP_K)
+
+
+def test_a_user_who_rated_every_movie_does_not_block_the_export(spark, run, tmp_path):
+    """A user with no unrated movie left gets no rows; the export of everyone else is
+    published and the manifest counts that user apart (scored with the run's model: the new
+    user rates only known movies, so the vocabulary is unchanged)."""
+    movie_ids = sorted(pq.read_table(run.out / "ingest" / "items").column("movie_id").to_pylist())
+    train = tmp_path / "train.dat"
+    text = (run.out.parent / "data" / "train.dat").read_text()
+    train.write_text(text + "".join(f"{UNKNOWN_ID}::{m}::4::978300000\n" for m in movie_ids))
+    out = tmp_path / "out"
+    run_ingest(spark, run.conf, str(train), str(out))
+    shutil.copytree(run.out / "model", out / "model")
+    manifest = run_score(spark, run.conf, str(out), DT)
+    assert (manifest["users"], manifest["users_rated_everything"]) == (300, 1)
+    export = spark.read.parquet(str(out / "recommendations" / f"dt={DT}"))
+    assert export.filter(f"user_id = {UNKNOWN_ID}").count() == 0
+    assert export.select("user_id").distinct().count() == 300
 
 
 def test_unknown_test_users_and_movies_are_reported_and_excluded(spark, run):
