@@ -258,13 +258,13 @@ def check_export(
     path: str,
     expected_users: int,
     top_k: int,
-    users_rated_everything: Callable[[], int] = lambda: 0,
+    count_rated_everything: Callable[[], int] = lambda: 0,
 ) -> dict[str, int]:
     """{"rows", "users", "users_rated_everything"} of the written export at ``path``, read back
     in one scan (no shuffle). Raises ``JobError`` unless every one of the ``expected_users``
     ingested users is there exactly once (one rank-1 row each) with ranks 1..top_k, so a lost
     or a duplicated part of the export is never published. Users who rated every movie have
-    no rows: ``users_rated_everything()`` counts them, asked only when users are missing."""
+    no rows: ``count_rated_everything()`` counts them, asked only when users are missing."""
     from pyspark.sql import functions as F
 
     row = (
@@ -278,7 +278,7 @@ def check_export(
         .first()
     )
     users, rows = int(row["users"]), int(row["rows"])
-    full = users_rated_everything() if users < expected_users else 0
+    full = count_rated_everything() if users < expected_users else 0
     if full:
         log.info(
             "%d of %d users have rated every movie: nothing to recommend, not in the export",
