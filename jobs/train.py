@@ -60,7 +60,7 @@ from rbmcore.hybrid import (  # noqa: E402
     trainer_for,
 )
 from rbmcore.models import KINDS  # noqa: E402
-from rbmcore.refit import refit_on_all_ratings  # noqa: E402
+from rbmcore.refit import copy_choices, fresh_refit_model, refit_on_all_ratings  # noqa: E402
 from rbmcore.training import (  # noqa: E402
     TrainConfig,
     Trainer,
@@ -265,8 +265,8 @@ def run_train_distributed(
     (read here on the driver with ``train.cache = "memory"``), so no shared file system is
     needed; that suits data up to a few tens of millions of ratings. Validation and early
     stopping run on rank 0; no per-epoch checkpoints. A hybrid trains its two parts one after
-    the other in the same distributed run and chooses alpha on the driver. The model is saved
-    like ``run_train``'s.
+    the other in the same distributed run and chooses alpha on the driver; the refit on all
+    ratings (``train.refit``) runs in that same run. The model is saved like ``run_train``'s.
     """
     if resume:
         raise UsageError("--resume is not supported with --distributed (no per-epoch checkpoints)")
@@ -279,48 +279,60 @@ def run_train_distributed(
     )
     model = model_for_config(config, vocab.n_items, torch.Generator().manual_seed(config.seed))
     model.init_visible_biases(fit_part)
-    trainer = train_with_distributor(
-        spark, conf, model, config, fit_part, batches, validation, test
-    )
-    refit = None
-    if config.refit and validation is not None:  # on the driver: one more barrier run is a risk
+    every = None
+    if config.refit and validation is not None:
         every, _ = all_training_data(batches, validation)
-        log.info("refit on the driver, in one process")
-        refit = refit_on_all_ratings(trainer, every, batches, device=choose_device(config.device))
+    trainer, refit = train_with_distributor(
+        spark, conf, model, config, fit_part, batches, validation, test, every
+    )
     return save_artifact(
         spark, trainer, vocab.movie_ids, model_path, trainer.history, n_users, n_ratings, refit
     )
 
 
 def train_with_distributor(
-    spark, conf, model, config: TrainConfig, train, batches, validation, test
+    spark, conf, model, config: TrainConfig, train, batches, validation, test, every=None
 ):
     """Train the initialised ``model`` with ``fit_distributed``: one distributed run, in which
-    a hybrid's parts train one after another (as ``HybridTrainer.fit`` does); a hybrid's alpha
-    is chosen on the driver. Returns a trainer holding the trained model, its history and best
-    epochs."""
+    a hybrid's parts train one after another (as ``HybridTrainer.fit`` does) and, given
+    ``every`` (all training ratings), each part is then refit on it (``rbmcore.refit``); a
+    hybrid's alpha is chosen on the driver. Returns (a trainer holding the selected model, its
+    history and best epochs; the refit's trainer, or None)."""
     cpu = torch.device("cpu")
-    if config.kind != "hybrid":
-        results, device = fit_distributed(spark, conf, {"model": (model, config)}, train,
-                                          batches, validation, test)  # fmt: skip
-        result = results["model"]
-        model.load_state_dict(result["state"])
-        trainer = Trainer(model, config, cpu)
-        trainer.best_epoch, trainer.history = int(result["best_epoch"]), result["history"]
-        trainer.device = device
-        return trainer
-    trainer = HybridTrainer(model, config, cpu)
-    parts = {part: (getattr(model, part), config.part(part)) for part in ("rated", "like")}
-    results, device = fit_distributed(spark, conf, parts, train, batches, validation, test)
-    for part, result in results.items():
-        getattr(model, part).load_state_dict(result["state"])
-        trainer.best_epochs[part] = int(result["best_epoch"])
-        trainer.part_settings[part] = best_epoch_settings(int(result["best_epoch"]))
-        trainer.history += [{**record, "part": part} for record in result["history"]]
-    if validation is not None and validation[1].nnz:
+    hybrid = config.kind == "hybrid"
+    names = ("rated", "like") if hybrid else ("model",)
+
+    def part_of(m: torch.nn.Module, name: str) -> torch.nn.Module:
+        return getattr(m, name) if hybrid else m
+
+    parts = {n: (part_of(model, n), config.part(n) if hybrid else config) for n in names}
+    refit_model = None if every is None else fresh_refit_model(config, every)
+    refit_start = None if refit_model is None else {n: part_of(refit_model, n) for n in names}
+    results, device = fit_distributed(
+        spark, conf, parts, train, batches, validation, test, refit_start, every
+    )
+    trainer_class = HybridTrainer if hybrid else Trainer
+    trainer = trainer_class(model, config, cpu)
+    refit = None if refit_model is None else trainer_class(refit_model, config, cpu)
+    for name, result in results.items():
+        part_of(model, name).load_state_dict(result["state"])
+        tag = {"part": name} if hybrid else {}
+        trainer.history += [{**record, **tag} for record in result["history"]]
+        if hybrid:
+            trainer.best_epochs[name] = int(result["best_epoch"])
+            trainer.part_settings[name] = best_epoch_settings(int(result["best_epoch"]))
+        else:
+            trainer.best_epoch = int(result["best_epoch"])
+        if refit is not None:
+            part_of(refit_model, name).load_state_dict(result["refit"]["state"])
+            refit.history += [{**record, **tag} for record in result["refit"]["history"]]
+    if hybrid and validation is not None and validation[1].nnz:
         _, trainer.alpha_search = choose_alpha(model, *validation, cpu)
+    if refit is not None:
+        copy_choices(model, refit_model)
+        refit.device = device
     trainer.device = device
-    return trainer
+    return trainer, refit
 
 
 def fit_distributed(
@@ -331,10 +343,14 @@ def fit_distributed(
     batches: list[np.ndarray],
     validation=None,
     test=None,
+    refit_start: dict[str, torch.nn.Module] | None = None,
+    every=None,
 ) -> tuple[dict[str, dict[str, Any]], torch.device]:
     """Train the initialised ``parts`` ({name: (model, config)}, one after another) in one run
-    of ``train.distributed`` TorchDistributor processes; ({name: {"state", "history",
-    "best_epoch"}}, device of rank 0). The models themselves are not changed."""
+    of ``train.distributed`` TorchDistributor processes, each then refit on ``every`` (all
+    training ratings) from ``refit_start`` ({name: model}) when given; ({name: {"state",
+    "history", "best_epoch"[, "refit": {"state", "history"}]}}, device of rank 0). The models
+    themselves are not changed."""
     from pyspark.ml.torch.distributor import TorchDistributor
 
     from rbmcore.distributed import DEFAULT_TIMEOUT_S, make_payload
@@ -358,11 +374,14 @@ def fit_distributed(
         len(fit_part),
         fit_part.nnz,
     )
-    payload = make_payload(parts, fit_part, batches, validation, test, threads, timeout_s)
+    refit = None if refit_start is None else (every, refit_start)
+    payload = make_payload(parts, fit_part, batches, validation, test, threads, timeout_s, refit)
     distributor = TorchDistributor(num_processes=processes, local_mode=False, use_gpu=use_gpu)
     result = distributor.run(distributed_entry(), payload)
     if not result or set(result.get("parts", {})) != set(parts):
         raise JobError("distributed training returned no model from rank 0")
+    if refit_start is not None and not all("refit" in r for r in result["parts"].values()):
+        raise JobError("distributed training returned no refit model from rank 0")
     return result["parts"], torch.device(result["device"])
 
 

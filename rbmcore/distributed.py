@@ -6,7 +6,9 @@ Every process of a run (started by ``torchrun`` or Spark's ``TorchDistributor``,
 
 - the payload holds one or more named *parts* (a model and its config; a hybrid's ``rated``
   and ``like`` RBMs), trained one after another in the same process group, so a hybrid needs
-  one distributed run, not two;
+  one distributed run, not two; with a ``refit`` entry each part is then retrained from its
+  refit starting weights on all training ratings for its best epoch count (``rbmcore.refit``),
+  still in the same group;
 - each part is the same initialised module in every process (built once on the driver,
   shipped as its hyperparameters plus numpy weight arrays and rebuilt with
   ``rbmcore.models.model_from_tensors``; no pickle), so the replicas start identical;
@@ -20,8 +22,8 @@ Every process of a run (started by ``torchrun`` or Spark's ``TorchDistributor``,
 - validation (early stopping, best-epoch weights) runs on rank 0 only; after each epoch rank 0
   broadcasts its best epoch, so every rank takes the same stop decision. The test split, when
   given, is reported by rank 0 only. Per-epoch checkpoints are not written (no ``--resume``);
-- rank 0 returns, per part, the trained weights (CPU tensors), its history and best epoch; the
-  other ranks return ``None``.
+- rank 0 returns, per part, the trained weights (CPU tensors), its history and best epoch (and
+  the refit's weights and history); the other ranks return ``None``.
 
 Backend: ``nccl`` on CUDA devices (``cuda:LOCAL_RANK``), ``gloo`` on CPU. Every collective
 (and joining the group) gives up after ``timeout_s`` (payload ``"timeout_s"``) with an error
@@ -37,7 +39,7 @@ import ipaddress
 import logging
 import os
 import socket
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from typing import Any
 
 import numpy as np
@@ -46,7 +48,7 @@ import torch.distributed as dist
 
 from rbmcore.data import RatingsCSR
 from rbmcore.models import model_from_tensors
-from rbmcore.training import TrainConfig, Trainer
+from rbmcore.training import TrainConfig, Trainer, best_epoch_settings
 
 log = logging.getLogger("rbm-reco.distributed")
 
@@ -59,6 +61,7 @@ __all__ = [
     "init_process_group_from_env",
     "pin_gloo_to_loopback",
     "make_payload",
+    "refit_part",
     "shard_batches",
     "train_part",
     "train_worker",
@@ -99,21 +102,33 @@ def make_payload(
     test: tuple[RatingsCSR, RatingsCSR] | None = None,
     threads_per_process: int = 1,
     timeout_s: float = DEFAULT_TIMEOUT_S,
+    refit: tuple[RatingsCSR, dict[str, torch.nn.Module]] | None = None,
 ) -> dict[str, Any]:
     """Everything :func:`train_worker` needs, as one dict of plain values and numpy arrays.
-    ``parts``: {name: (initialised model, its config)}, trained in this order."""
+    ``parts``: {name: (initialised model, its config)}, trained in this order. ``refit``: (all
+    training ratings, the rows of ``fit`` in the same order, {name: the refit's starting
+    model}): after its selection run each part is retrained on all ratings for its best
+    epoch count (``rbmcore.refit``), in the same process group."""
 
     def pair(p: tuple[RatingsCSR, RatingsCSR] | None):
         return None if p is None else (csr_to_payload(p[0]), csr_to_payload(p[1]))
 
+    def weights(model: torch.nn.Module) -> dict[str, Any]:
+        return {
+            "hyper": model.hyperparameters(),
+            "tensors": {k: v.detach().cpu().numpy() for k, v in model.state_dict().items()},
+        }
+
     return {
         "parts": {
-            name: {
-                "hyper": model.hyperparameters(),
-                "tensors": {k: v.detach().cpu().numpy() for k, v in model.state_dict().items()},
-                "config": asdict(config),
-            }
+            name: {**weights(model), "config": asdict(config)}
             for name, (model, config) in parts.items()
+        },
+        "refit": None
+        if refit is None
+        else {
+            "every": csr_to_payload(refit[0]),
+            "parts": {name: weights(model) for name, model in refit[1].items()},
         },
         "fit": csr_to_payload(fit),
         "batches": [np.asarray(b, dtype=np.int64) for b in batches],
@@ -227,14 +242,19 @@ def train_worker(payload: dict[str, Any]) -> dict[str, Any] | None:
             sum(len(b) for b in batches),
             len(fit),
         )
-        results = {
-            name: train_part(part, device, fit, batches, validation, test)
-            for name, part in parts.items()
-        }
+        refit = payload.get("refit")
+        every = csr_from_payload(refit["every"]) if refit else None
+        results = {}
+        for name, part in parts.items():
+            results[name] = train_part(part, device, fit, batches, validation, test)
+            if refit:
+                results[name]["refit"] = refit_part(
+                    refit["parts"][name], part, results[name]["best_epoch"], device, every, batches
+                )
         if rank != 0:
             return None
         for result in results.values():
-            for record in result["history"]:
+            for record in result["history"] + result.get("refit", {}).get("history", []):
                 record["processes"] = world
         return {"parts": results, "processes": world, "device": str(device)}
     finally:
@@ -251,11 +271,8 @@ def train_part(
 ) -> dict[str, Any]:
     """Train one part of the payload in the joined process group: its weights (CPU), history
     and best epoch (rank 0's, broadcast after every epoch so all ranks stop together)."""
-    model = model_from_tensors(
-        part["hyper"], {k: torch.from_numpy(np.array(v)) for k, v in part["tensors"].items()}
-    )
     config = TrainConfig(**part["config"])
-    trainer = Trainer(model, config, device, after_backward=allreduce_mean_grads)
+    trainer = Trainer(model_of(part), config, device, after_backward=allreduce_mean_grads)
 
     def sync_best_epoch(t: Trainer, _record: dict[str, Any]) -> None:
         best = torch.tensor([t.best_epoch], dtype=torch.int64, device=device)
@@ -274,3 +291,31 @@ def train_part(
         "history": history,
         "best_epoch": trainer.best_epoch,
     }
+
+
+def refit_part(
+    start: dict[str, Any],
+    part: dict[str, Any],
+    best_epoch: int,
+    device: torch.device,
+    every: RatingsCSR,
+    batches: list[np.ndarray],
+) -> dict[str, Any]:
+    """The refit of one part (``rbmcore.refit``): ``start`` (the refit's starting weights)
+    trained on ``every`` (all training ratings) for ``best_epoch`` epochs of the part's config,
+    no validation; its weights (CPU) and history. Every rank has the same ``best_epoch`` (it
+    was broadcast during selection), so all ranks take the same steps."""
+    config = replace(TrainConfig(**part["config"]), **best_epoch_settings(best_epoch))
+    trainer = Trainer(model_of(start), config, device, after_backward=allreduce_mean_grads)
+    history = trainer.fit(every, batches)
+    return {
+        "state": {k: v.detach().cpu() for k, v in trainer.model.state_dict().items()},
+        "history": history,
+    }
+
+
+def model_of(part: dict[str, Any]) -> torch.nn.Module:
+    """The model a payload entry ({"hyper", "tensors"}) describes."""
+    return model_from_tensors(
+        part["hyper"], {k: torch.from_numpy(np.array(v)) for k, v in part["tensors"].items()}
+    )

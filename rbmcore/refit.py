@@ -49,6 +49,15 @@ def copy_choices(source: torch.nn.Module, target: torch.nn.Module) -> None:
         targets[name].copy_(value)
 
 
+def fresh_refit_model(config: Any, train: RatingsCSR) -> torch.nn.Module:
+    """The refit's starting point: a model built from ``config``'s seed and sizes (its epoch
+    counts do not change it), visible biases from ``train`` (all training ratings)."""
+    model = model_for_config(config, train.n_items, torch.Generator().manual_seed(config.seed),
+                             len(train))  # fmt: skip
+    model.init_visible_biases(train)
+    return model
+
+
 def refit_on_all_ratings(
     selected: Any,
     train: RatingsCSR,
@@ -66,9 +75,7 @@ def refit_on_all_ratings(
     ``resume`` continues an interrupted refit exactly. ``device``: default ``selected``'s.
     """
     config = refit_config(selected)
-    model = model_for_config(config, train.n_items, torch.Generator().manual_seed(config.seed),
-                             len(train))  # fmt: skip
-    model.init_visible_biases(train)
+    model = fresh_refit_model(config, train)
     copy_choices(selected.model, model)
     trainer = trainer_for(
         model,

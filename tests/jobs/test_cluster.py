@@ -344,8 +344,8 @@ def test_distributed_training_matches_single_process(
     TorchDistributor run, and the saved model's test nDCG@10 and like error (its like part) are
     within 0.02 / 0.01 of single-process training (on the driver, here in local mode) of the
     same ingest, config, seed and epochs (user-based parts in both: distributed training has no
-    item-based part). No refit (it would run on the driver in one process, so the saved model
-    would not be the distributed one)."""
+    item-based part). The saved model is the refit on all ratings, trained in the same
+    distributed run."""
     import pyarrow.parquet as pq
     import torch
 
@@ -362,12 +362,12 @@ def test_distributed_training_matches_single_process(
         "train",
         ["--conf", str(test_conf), "--out", str(out), "--model", str(out / "model_distributed"),
          "--epochs", str(EPOCHS), "--distributed", "2", "--set", "train.item_based=false",
-         "--set", "train.refit=false", "--set", "train.distributed_timeout_s=60"],
+         "--set", "train.distributed_timeout_s=60"],
         pyfiles,
         log_path,
     )  # fmt: skip
     conf = load_conf(str(test_conf))
-    conf["train"].update(epochs=EPOCHS, item_based=False, refit=False)
+    conf["train"].update(epochs=EPOCHS, item_based=False)
     run_train(spark, conf, str(out), str(out / "model_single"))
 
     n_items = pq.read_table(out / "ingest" / "items").num_rows
@@ -383,7 +383,9 @@ def test_distributed_training_matches_single_process(
     history = dist.meta["training"]["history"]
     assert {r["part"] for r in history} == {"rated", "like"}
     assert {r["processes"] for r in history} == {2}
-    assert "refit" not in dist.meta["training"]
+    refit = dist.meta["training"]["refit"]
+    assert {r["part"] for r in refit["history"]} == {"rated", "like"}
+    assert {r["processes"] for r in refit["history"]} == {2}
     runs = log_path.read_text().count("distributed training of rated (rated RBM) then like")
     assert runs == 1, f"{runs} distributed runs; the hybrid's parts should share one"
     cpu = torch.device("cpu")
@@ -417,12 +419,14 @@ def test_shard_batches_splits_every_batch_across_ranks():
 def test_train_worker_in_one_process_equals_plain_training(monkeypatch):
     """World size 1 (gloo, in this process): the all-reduce is the identity, so each part of
     the payload (two here, trained one after the other in one process group, as a hybrid's
-    are) gets the weights, history and best epoch of a plain ``Trainer.fit`` of its model."""
+    are) gets the weights, history and best epoch of a plain ``Trainer.fit`` of its model, and
+    its refit the weights of ``refit_on_all_ratings`` of that trainer."""
     import torch
 
-    from rbmcore.data import csr_from_pairs, split_holdout
+    from rbmcore.data import csr_from_pairs, merge_rows, split_holdout
     from rbmcore.distributed import make_payload, train_worker
     from rbmcore.models import build_model
+    from rbmcore.refit import fresh_refit_model, refit_on_all_ratings
     from rbmcore.training import TrainConfig, Trainer
 
     rng = np.random.default_rng(3)
@@ -432,10 +436,12 @@ def test_train_worker_in_one_process_equals_plain_training(monkeypatch):
     train = csr_from_pairs(key // 40, key % 40, ratings, 40)
     configs = {
         "rated": TrainConfig(kind="rated", n_hidden=8, n_models=2, epochs=3, patience=2,
-                             device="cpu"),
-        "like": TrainConfig(kind="softmax", n_hidden=8, epochs=4, patience=2, device="cpu"),
-    }  # fmt: skip
+                             item_based=False, device="cpu"),
+        "like": TrainConfig(kind="softmax", n_hidden=8, epochs=4, patience=2, item_based=False,
+                            device="cpu"),
+    }  # fmt: skip  (user-based parts, as distributed training has)
     fit, held = split_holdout(train, 0.2, np.random.default_rng(0))
+    every = merge_rows(fit, held)
     batches = [np.arange(s, min(s + 16, len(fit))) for s in range(0, len(fit), 16)]
 
     def fresh(name: str):
@@ -453,8 +459,10 @@ def test_train_worker_in_one_process_equals_plain_training(monkeypatch):
         monkeypatch.setenv(name, value)  # fmt: skip
     threads = torch.get_num_threads()
     parts = {name: (fresh(name), config) for name, config in configs.items()}
+    refit_start = {name: fresh_refit_model(config, every) for name, config in configs.items()}
     try:
-        result = train_worker(make_payload(parts, fit, batches, (fit, held)))
+        result = train_worker(make_payload(parts, fit, batches, (fit, held),
+                                           refit=(every, refit_start)))  # fmt: skip
     finally:
         torch.set_num_threads(threads)  # the worker set 1 thread; leave the session as it was
     assert list(result["parts"]) == ["rated", "like"]
@@ -465,6 +473,11 @@ def test_train_worker_in_one_process_equals_plain_training(monkeypatch):
         assert {r["processes"] for r in got["history"]} == {1}
         for key, tensor in trainer.model.state_dict().items():
             torch.testing.assert_close(got["state"][key], tensor, rtol=0, atol=1e-6)
+        refit = refit_on_all_ratings(trainer, every, batches)
+        assert len(got["refit"]["history"]) == max(trainer.best_epoch, 1)
+        for key, tensor in refit.model.state_dict().items():
+            torch.testing.assert_close(got["refit"]["state"][key], tensor, rtol=0, atol=1e-6)
+            assert not torch.equal(tensor, got["state"][key]) or key.endswith("u_scale")
 
 
 def test_process_group_gives_up_on_a_missing_peer(monkeypatch):
