@@ -406,19 +406,35 @@ def distributed_entry():
     code came with ``--py-files`` rather than installed, it first appends the ``.zip`` files
     in its working directory (where standalone and YARN executors fetch ``--py-files``).
     Elsewhere, install the project in the executors' Python (wheel, or a venv-pack archive).
+    Once training has returned, the process leaves with ``os._exit(0)`` at exit (see below).
     """
 
     def entry(payload):
+        import atexit
+        import faulthandler
         import glob
         import os
         import sys
 
+        faulthandler.enable()  # a native abort (SIGABRT) prints every thread's Python stack
         for path in sorted(glob.glob(os.path.join(os.getcwd(), "*.zip"))):
             if path not in sys.path:
                 sys.path.append(path)
         from rbmcore.distributed import train_worker
 
-        return train_worker(payload)
+        result = train_worker(payload)
+
+        def exit_without_finalizing() -> None:
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os._exit(0)
+
+        # after the output is written (the launcher's script does that once this returns),
+        # leave without interpreter finalization: a rank aborted there once ("terminate called
+        # without an active exception", SIGABRT from a torch/gloo thread torn down at exit),
+        # which failed a finished run
+        atexit.register(exit_without_finalizing)
+        return result
 
     return entry
 
