@@ -215,7 +215,8 @@ def shard_batches(batches: list[np.ndarray], rank: int, world: int) -> list[np.n
 
 def train_worker(payload: dict[str, Any]) -> dict[str, Any] | None:
     """The body of one training process; see the module docstring. Rank 0 returns
-    ``{"parts": {name: {"state", "history", "best_epoch"}}, "processes", "device"}``."""
+    ``{"parts": {name: {"state", "history", "best_epoch"[, "refit": {"state", "history"}]}},
+    "processes", "device"}``."""
     parts = payload["parts"]
     first = TrainConfig(**next(iter(parts.values()))["config"])
     rank, world, device = init_process_group_from_env(
@@ -287,7 +288,7 @@ def train_part(
         on_epoch=sync_best_epoch if validation is not None else None,
     )
     return {
-        "state": {k: v.detach().cpu() for k, v in trainer.model.state_dict().items()},
+        "state": cpu_state(trainer.model),
         "history": history,
         "best_epoch": trainer.best_epoch,
     }
@@ -309,7 +310,7 @@ def refit_part(
     trainer = Trainer(model_of(start), config, device, after_backward=allreduce_mean_grads)
     history = trainer.fit(every, batches)
     return {
-        "state": {k: v.detach().cpu() for k, v in trainer.model.state_dict().items()},
+        "state": cpu_state(trainer.model),
         "history": history,
     }
 
@@ -319,3 +320,8 @@ def model_of(part: dict[str, Any]) -> torch.nn.Module:
     return model_from_tensors(
         part["hyper"], {k: torch.from_numpy(np.array(v)) for k, v in part["tensors"].items()}
     )
+
+
+def cpu_state(model: torch.nn.Module) -> dict[str, torch.Tensor]:
+    """The model's state dict as detached CPU tensors (what rank 0 sends back)."""
+    return {k: v.detach().cpu() for k, v in model.state_dict().items()}
