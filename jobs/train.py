@@ -307,9 +307,11 @@ def train_with_distributor(
 
     parts = {n: (part_of(model, n), config.part(n) if hybrid else config) for n in names}
     refit_model = None if every is None else fresh_refit_model(config, every)
-    refit_start = None if refit_model is None else {n: part_of(refit_model, n) for n in names}
+    refit_start = None
+    if refit_model is not None:
+        refit_start = (every, {n: part_of(refit_model, n) for n in names})
     results, device = fit_distributed(
-        spark, conf, parts, train, batches, validation, test, refit_start, every
+        spark, conf, parts, train, batches, validation, test, refit_start
     )
     trainer_class = HybridTrainer if hybrid else Trainer
     trainer = trainer_class(model, config, cpu)
@@ -343,12 +345,11 @@ def fit_distributed(
     batches: list[np.ndarray],
     validation=None,
     test=None,
-    refit_start: dict[str, torch.nn.Module] | None = None,
-    every=None,
+    refit_start: tuple[Any, dict[str, torch.nn.Module]] | None = None,
 ) -> tuple[dict[str, dict[str, Any]], torch.device]:
     """Train the initialised ``parts`` ({name: (model, config)}, one after another) in one run
-    of ``train.distributed`` TorchDistributor processes, each then refit on ``every`` (all
-    training ratings) from ``refit_start`` ({name: model}) when given; ({name: {"state",
+    of ``train.distributed`` TorchDistributor processes, each then refit when ``refit_start``
+    = (all training ratings, {name: the refit's starting model}) is given; ({name: {"state",
     "history", "best_epoch"[, "refit": {"state", "history"}]}}, device of rank 0). The models
     themselves are not changed."""
     from pyspark.ml.torch.distributor import TorchDistributor
@@ -374,8 +375,9 @@ def fit_distributed(
         len(fit_part),
         fit_part.nnz,
     )
-    refit = None if refit_start is None else (every, refit_start)
-    payload = make_payload(parts, fit_part, batches, validation, test, threads, timeout_s, refit)
+    payload = make_payload(
+        parts, fit_part, batches, validation, test, threads, timeout_s, refit_start
+    )
     distributor = TorchDistributor(num_processes=processes, local_mode=False, use_gpu=use_gpu)
     result = distributor.run(distributed_entry(), payload)
     if not result or set(result.get("parts", {})) != set(parts):
@@ -430,9 +432,9 @@ def distributed_entry():
             os._exit(0)
 
         # after the output is written (the launcher's script does that once this returns),
-        # leave without interpreter finalization: a rank aborted there once ("terminate called
-        # without an active exception", SIGABRT from a torch/gloo thread torn down at exit),
-        # which failed a finished run
+        # leave without interpreter finalization, where torch/gloo threads torn down at exit
+        # can abort the process ("terminate called without an active exception", SIGABRT); a
+        # rank aborted like that, at a time not pinned down, in a run of the cluster test
         atexit.register(exit_without_finalizing)
         return result
 
