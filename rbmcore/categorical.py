@@ -21,7 +21,14 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from rbmcore.data import LIKE_THRESHOLD, RatingsCSR, UserBatch, rated_dots, rated_pattern
+from rbmcore.data import (
+    LIKE_THRESHOLD,
+    RatingsCSR,
+    UserBatch,
+    rated_dots,
+    rated_pattern,
+    sample_of_logits,
+)
 
 STATES_BY_KIND = {"binary": 2, "softmax": 5}
 
@@ -323,9 +330,7 @@ class CategoricalRBM(nn.Module):
                 nll = self.states_nll(self.plan_logits(torch.sigmoid(x_data), batch, plan), data)
             x, model = x_data, data
             for _ in range(k):
-                h = torch.rand(x.shape, generator=generator, device=x.device)
-                h.lt_(torch.sigmoid(x))  # 1.0 where u < p(h = 1 | v), in place
-                model = self.plan_sample_v(h, batch, plan, generator)
+                model = self.plan_sample_v(sample_of_logits(x, generator), batch, plan, generator)
                 x = self.plan_hidden_input(batch, plan, model)
 
         def scatter(p_model: torch.Tensor, p_data: torch.Tensor, scale: torch.Tensor):

@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from rbmcore.data import RatingsCSR, UserBatch
+from rbmcore.data import RatingsCSR, UserBatch, sample_of_logits
 
 
 class RatedRBM(nn.Module):
@@ -55,13 +55,19 @@ class RatedRBM(nn.Module):
 
     # -- the RBM -------------------------------------------------------------------------
     def hidden_input(self, batch: UserBatch) -> torch.Tensor:
-        """(n_models, batch, n_hidden) b_h + sum of W over each user's rated items (sparse)."""
-        return torch.stack(
-            [
-                F.embedding_bag(batch.items, self.W[m], batch.offsets, mode="sum")
-                for m in range(self.n_models)
-            ]
-        ) + self.b_h.unsqueeze(1)
+        """(n_models, batch, n_hidden) b_h + sum of W over each user's rated items (sparse).
+
+        One ``embedding_bag`` over the members' stacked rows (member m's item i is row
+        m * n_items + i): its gradient lands in ``W`` directly, where one bag per member
+        (``W[m]``) would fill a zero copy of the whole ``W`` per member in backward."""
+        M, n = self.n_models, batch.nnz
+        shift = torch.arange(M, device=batch.items.device).repeat_interleave(n) * self.n_items
+        units = batch.items.repeat(M) + shift
+        offsets = (batch.offsets.unsqueeze(0) + n * torch.arange(M, device=units.device)[:, None])
+        summed = F.embedding_bag(
+            units, self.W.view(M * self.n_items, self.n_hidden), offsets.flatten(), mode="sum"
+        )
+        return summed.view(M, batch.size, self.n_hidden) + self.b_h.unsqueeze(1)
 
     def dense_hidden_input(self, v: torch.Tensor) -> torch.Tensor:
         """(n_models, batch, n_hidden) from dense visible states v: (n_models, batch, n_items)."""
@@ -87,10 +93,10 @@ class RatedRBM(nn.Module):
     ) -> torch.Tensor:
         """Scalar whose gradient is the CD-k update (summed over the ensemble's members)."""
         with torch.no_grad():
-            h = torch.bernoulli(torch.sigmoid(self.hidden_input(batch)), generator=generator)
+            h = sample_of_logits(self.hidden_input(batch), generator)
             for _ in range(k):
-                v = torch.bernoulli(torch.sigmoid(self.visible_logits(h)), generator=generator)
-                h = torch.bernoulli(torch.sigmoid(self.dense_hidden_input(v)), generator=generator)
+                v = sample_of_logits(self.visible_logits(h), generator)
+                h = sample_of_logits(self.dense_hidden_input(v), generator)
         return (self.data_free_energy(batch).mean(1) - self.dense_free_energy(v).mean(1)).sum()
 
     def reconstruction_nll(self, batch: UserBatch) -> torch.Tensor:
