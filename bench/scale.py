@@ -5,6 +5,7 @@
     .venv/bin/python bench/scale.py run --preset ml-25m
     .venv/bin/python bench/scale.py report            # -> the "## Scale" section of BENCHMARKS.md
     .venv/bin/python bench/scale.py seed              # only the seed comparison (ml-1m, ~1 min)
+    .venv/bin/python bench/scale.py throughput --preset ml-1m --factor 32   # after `run`
 
 ``run`` generates the preset (20% per-user test holdout) unless it is already under WORK, then
 runs ``rbm-reco run --epochs 1 --kind binary --master local[2]`` as a child process while a
@@ -15,6 +16,8 @@ and the same trained weights: ``rbmcore.scoring.recommend_csr`` throughput (torc
 2, the cores Spark had), a plain ``torch.matmul`` GFLOP/s baseline, the training FLOP rate,
 and at ml-1m the seed tutorial's dense algorithm vs ours at equal settings. Then ``rbm-reco
 train --epochs 1`` again with ``train.cache = "stream"`` for the driver's memory when streaming.
+``throughput`` (after ``run``) times the warm score job on the preset's users and on them
+replicated F times, side by side, which separates the job's fixed cost from its users/s.
 Results go to WORK/results/PRESET.json; ``report`` renders every result found into the
 ``## Scale`` section of BENCHMARKS.md (replacing only that section).
 
@@ -322,6 +325,92 @@ def spark_score_warm(out: Path, conf_path: Path, repeats: int = 3, warmup: int =
     }
 
 
+def replicate_out(spark, out: Path, target: Path, factor: int) -> int:
+    """A run folder ``target`` whose ingested users are ``out``'s ``factor`` times over (copy k
+    has user ids shifted by k * (max id + 1); same items, ratings, vocabulary and model), for
+    the score job at a larger size; returns its number of users."""
+    import shutil
+
+    from pyspark.sql import functions as F
+
+    from jobs.score import score_tasks
+
+    shutil.rmtree(target, ignore_errors=True)
+    (target / "ingest").mkdir(parents=True)
+    shutil.copytree(out / "ingest" / "items", target / "ingest" / "items")
+    shutil.copytree(out / "model", target / "model")
+    users = spark.read.parquet(str(out / "ingest" / "train"))
+    shift = int(users.agg(F.max("user_id")).first()[0]) + 1
+    copies = spark.range(factor).withColumnRenamed("id", "copy")
+    replicated = users.crossJoin(F.broadcast(copies)).withColumn(
+        "user_id", (F.col("user_id") + F.col("copy") * shift).cast("int")
+    ).drop("copy")
+    replicated.repartition(score_tasks(spark)).write.parquet(str(target / "ingest" / "train"))
+    return spark.read.parquet(str(target / "ingest" / "train")).count()
+
+
+def score_throughput(args: argparse.Namespace) -> dict:
+    """The score job's fixed cost and per-user rate, apart: ``jobs.score.run_score`` on the
+    run's users (N) and on them replicated F times (F x N), alternating, median of
+    ``repeats`` each after one warm-up of each, in one local[2] session; users/s beyond the
+    fixed cost = (F - 1) N / (t_F - t_1). In-process ``recommend_csr`` users/s (2 threads, same
+    weights) is measured in the same process between the Spark runs. Saved into the preset's
+    result as ``spark_throughput``."""
+    import shutil
+
+    import torch
+
+    from jobs.common import get_spark, load_conf
+    from jobs.layout import recommendations_for
+    from jobs.score import run_score
+    from rbmcore.artifact import load_model
+    from rbmcore.scoring import recommend_csr
+
+    work = Path(args.work)
+    out, big = work / "out" / args.preset, work / "out" / f"{args.preset}-x{args.factor}"
+    path = work / "results" / f"{args.preset}.json"
+    result = json.loads(path.read_text())
+    conf = load_conf(str(work / "scale.toml"))
+    spark = get_spark(conf, None)
+    torch.set_num_threads(CORES)
+    model = load_model(out / "model").model
+    csr, _ = load_ingested(out, model.n_items)
+    sub = csr.slice(0, min(len(csr), args.max_users))
+    times: dict[str, list[float]] = {"x1": [], "xF": [], "in_process": []}
+    try:
+        users_big = replicate_out(spark, out, big, args.factor)
+        for i in range(args.repeats + 1):
+            for name, folder in (("x1", out), ("xF", big)):
+                dt = f"2026-03-{i + 1:02d}"
+                start = time.perf_counter()
+                run_score(spark, conf, str(folder), dt)
+                elapsed = time.perf_counter() - start
+                shutil.rmtree(recommendations_for(str(folder), dt), ignore_errors=True)
+                if i:  # the first round warms the workers and the JVM
+                    times[name].append(elapsed)
+            start = time.perf_counter()
+            recommend_csr(model, sub, 10)
+            times["in_process"].append(len(sub) / (time.perf_counter() - start))
+    finally:
+        spark.stop()
+        shutil.rmtree(big, ignore_errors=True)
+    t1, tf = statistics.median(times["x1"]), statistics.median(times["xF"])
+    users = len(csr)
+    rate = (users_big - users) / (tf - t1)
+    in_process = statistics.median(times["in_process"][1:])
+    throughput = {
+        "factor": args.factor, "users": users, "users_replicated": users_big,
+        "x1_s": times["x1"], "xF_s": times["xF"], "in_process_users_per_s": in_process,
+        "spark_users_per_s": rate, "fixed_s": t1 - users / rate,
+        "ratio": rate / in_process, "load_after": os.getloadavg(),
+        "command": f"bench/scale.py throughput --preset {args.preset} --factor {args.factor}",
+    }  # fmt: skip
+    result["spark_throughput"] = throughput
+    path.write_text(json.dumps(result, indent=1, default=str))
+    print(json.dumps(throughput, indent=1))
+    return throughput
+
+
 def seed_comparison(csr, batches, n_items: int, n_batches: int = 20, repeats: int = 5) -> dict:
     """Users/s of one CD-10 update, hidden 200, batch 100: the seed's dense algorithm
     (``rbmcore.seed.SeedRBM.train_step``) vs ours (``Trainer.train_epoch``), side by side,
@@ -540,6 +629,11 @@ def render(results: list[dict]) -> str:
             + ("" if "stream_train" in r else " --no-stream")
             for r in results
         ],
+        *[
+            f".venv/bin/python {r['spark_throughput']['command']}"
+            for r in results
+            if "spark_throughput" in r
+        ],
         ".venv/bin/python bench/scale.py report",
         "```",
         "",
@@ -607,6 +701,22 @@ def render(results: list[dict]) -> str:
         lambda r: f"{r['spark_score_users_per_s'] / r[ip]['score_users_per_s']:.0%}")  # fmt: skip
     row("Spark / in-process: workers up",
         lambda r: f"{r['spark_warm']['users_per_s'] / r[ip]['score_users_per_s']:.0%}")  # fmt: skip
+    if any("spark_throughput" in r for r in results):
+        def tp(fmt):
+            return lambda r: fmt(r["spark_throughput"]) if "spark_throughput" in r else ""
+
+        row("score job, N vs F x N users: F, F x N",
+            tp(lambda t: f"{t['factor']}, {t['users_replicated']:,}"))  # fmt: skip
+        row("score job, N vs F x N users: median s",
+            tp(lambda t: f"{statistics.median(t['x1_s']):.1f} vs "
+               f"{statistics.median(t['xF_s']):.1f}"))  # fmt: skip
+        row("score job: fixed cost (s)", tp(lambda t: f"{t['fixed_s']:.1f}"))
+        row("score job: users/s beyond the fixed cost",
+            tp(lambda t: f"{t['spark_users_per_s']:,.0f}"))  # fmt: skip
+        row("in-process, same session (users/s)",
+            tp(lambda t: f"{t['in_process_users_per_s']:,.0f}"))  # fmt: skip
+        row("**Spark / in-process: beyond the fixed cost**",
+            tp(lambda t: f"**{t['ratio']:.0%}**"))  # fmt: skip
     row("plain torch.matmul 2048^3 (GFLOP/s)", lambda r: f"{r[ip]['matmul_gflops']:.1f}")
     row("torch.mm at the scoring block's shape (GFLOP/s)",
         lambda r: f"{r[ip]['matmul_shape_gflops']:.1f}")  # fmt: skip
@@ -668,7 +778,14 @@ FLOP_NOTES = [
     "starting the Python workers (each imports torch: a few seconds, once per job); \"workers "
     "up\" is `jobs.score.run_score` run again in one local[2] session of the bench process "
     "after two warm-up runs (median of the next 3), the same warm state as the in-process "
-    "median. "
+    "median. \"Beyond the fixed cost\" (`bench/scale.py throughput --preset PRESET --factor "
+    "F`, run after that preset's `run`, in one local[2] session): the same warm `run_score` "
+    "on the run's N users and on them replicated F times (user ids shifted, same items, "
+    "ratings, vocabulary and model), alternating, median of 3 each after one warm-up round; "
+    "users/s = (F - 1) N / (t(F x N) - t(N)) and fixed cost = t(N) - N / that rate; the "
+    "in-process rate is measured between the Spark runs in the same process (first 20,000 "
+    "users, 2 threads). A job over few users is bound by the fixed cost (job scheduling, "
+    "the input count, the export check, the publish), not by its scoring. "
     "Memory: VmRSS of every process of the run's tree sampled every 0.5 s; per step from the "
     "job log's step boundaries.",
 ]
@@ -730,8 +847,20 @@ def main() -> None:
     s.add_argument("--preset", default="ml-1m", choices=["ml-100k", "ml-1m", "ml-10m", "ml-25m"])
     s.add_argument("--repeats", type=int, default=5, help="alternating runs of each (median)")
     s.add_argument("--threads", type=int, default=CORES, help="torch threads")
+    t = sub.add_parser(
+        "throughput",
+        help="after `run`: the score job on the preset's users and on them replicated FACTOR "
+        "times, side by side (its fixed cost and users/s beyond it) vs in-process; saved into "
+        "WORK/results/PRESET.json",
+    )
+    t.add_argument("--preset", required=True, choices=["ml-100k", "ml-1m", "ml-10m", "ml-25m"])
+    t.add_argument("--factor", type=int, default=8, help="copies of the users (default 8)")
+    t.add_argument("--repeats", type=int, default=3, help="timed runs of each size (median)")
+    t.add_argument("--work", default=DEFAULT_WORK)
+    t.add_argument("--max-users", type=int, default=20_000, dest="max_users")
     args = parser.parse_args()
-    {"run": run, "report": report, "seed": seed_only}[args.command](args)
+    commands = {"run": run, "report": report, "seed": seed_only, "throughput": score_throughput}
+    commands[args.command](args)
 
 
 if __name__ == "__main__":
