@@ -22,7 +22,7 @@ import platform
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -47,13 +47,18 @@ from rbmcore.seed import (  # noqa: E402
     train_seed_rbm,
 )
 from rbmcore.training import TrainConfig  # noqa: E402
+from rbmcore.twoway import TwoWayRBM  # noqa: E402
 
 K = 10
 VAL_FRACTION = 0.1  # the same per-user holdout rbm-reco train carves (TrainConfig.val_fraction)
 BATCH_USERS = 100  # ingest.batch_size
 USER_ONLY = "-user"  # a kind's row with the user-based RBM alone (no item-based part)
 NO_REFIT = "hybrid-no-refit"  # the default hybrid as selected on validation, before its refit
-RBM_KINDS = ("hybrid", NO_REFIT, "rated", "rated-user", "softmax", "softmax-user", "binary")
+ONE_RBM = "-1"  # a kind's row with n_models = 1 (no ensemble)
+RBM_KINDS = (
+    "hybrid", NO_REFIT, "rated", "rated-user", "binary", "binary-user", "binary-1", "softmax",
+    "softmax-user",
+)  # fmt: skip
 IMPLICIT_GRID = {"rank": (10, 20, 50), "regParam": (0.1, 1.0), "alpha": (1.0, 10.0)}
 EXPLICIT_GRID = {"rank": (10, 20), "regParam": (0.05, 0.1, 0.15)}
 SECTION = "## Quality"
@@ -325,11 +330,12 @@ def history_seconds(trainers: tuple, **tags: str) -> float:
 
 
 _HYBRIDS: dict[tuple[str, int], tuple] = {}  # (split, seed) -> (model, trainers, seconds)
+_TRAINED: dict[tuple, tuple] = {}  # (split, seed, kind, n_models) -> (model, trainers, seconds)
 
 
 def trained_hybrid(split: Split, seed: int) -> tuple:
     """The default hybrid of (split, seed), trained once; its parts are the ``rated`` and
-    ``softmax`` rows (each part is trained with exactly that kind's defaults)."""
+    ``like_kind`` rows (each part is trained with exactly that kind's defaults)."""
     key = (split.name, seed)
     if key not in _HYBRIDS:
         start = time.perf_counter()
@@ -338,22 +344,34 @@ def trained_hybrid(split: Split, seed: int) -> tuple:
     return _HYBRIDS[key]
 
 
+def user_based_only(model: torch.nn.Module) -> torch.nn.Module:
+    """A copy of ``model`` whose two-way parts (an ensemble's too) predict with their
+    user-based RBM alone (weight 1)."""
+    model = copy.deepcopy(model)
+    for module in model.modules():
+        if isinstance(module, TwoWayRBM):
+            module.weight.fill_(1.0)
+    return model
+
+
 def run_rbm(split: Split, seed: int, kind: str) -> Result:
-    """One rbm-reco kind with its defaults. ``rated`` and ``softmax`` are the default hybrid's
-    parts (identical configs to training those kinds alone), timed by their epochs."""
+    """One rbm-reco kind with its defaults. ``rated`` and the hybrid's ``like_kind`` are the
+    default hybrid's parts (identical configs to training those kinds alone), timed by their
+    epochs; ``-user`` rows are a two-way model's user-based RBMs alone, ``-1`` rows the kind
+    with ``n_models = 1``."""
     note = ""
     base_kind = kind.removesuffix(USER_ONLY)
-    if base_kind in ("rated", "softmax") and TrainConfig().like_kind == "softmax":
+    like_kind = TrainConfig().like_kind
+    if base_kind in ("rated", like_kind):
         hybrid, trainers, _ = trained_hybrid(split, seed)
         part = "rated" if base_kind == "rated" else "like"
         model = getattr(hybrid, part)
         train_s = history_seconds(trainers, part=part)
         note = "the default hybrid's part; train s = its epochs"
-        if kind.endswith(USER_ONLY):  # the two-way part's user-based RBM alone
-            model = copy.deepcopy(model)
-            model.weight.fill_(1.0)
+        if kind.endswith(USER_ONLY):
+            model = user_based_only(model)
             train_s = history_seconds(trainers, part=part, way="user")
-            note = "the default hybrid's part without its item-based RBM; train s = its epochs"
+            note = "the default hybrid's part without its item-based RBMs; train s = their epochs"
     elif kind == "hybrid":
         model, _, train_s = trained_hybrid(split, seed)
         note = f"alpha {float(model.alpha):g}"
@@ -363,9 +381,21 @@ def run_rbm(split: Split, seed: int, kind: str) -> Result:
         train_s = history_seconds(trainers[:1])
         note = "the default hybrid's selected model (train.refit = false); train s = its epochs"
     else:
-        start = time.perf_counter()
-        model, *_ = train_rbm(split.train, TrainConfig(kind=kind, seed=seed))
-        train_s = time.perf_counter() - start
+        one = kind.endswith(ONE_RBM)
+        config = TrainConfig(kind=base_kind.removesuffix(ONE_RBM), seed=seed)
+        if one:
+            config = replace(config, n_models=1)
+            note = "one RBM (n_models = 1)"
+        key = (split.name, seed, config.kind, config.n_models)
+        if key not in _TRAINED:
+            start = time.perf_counter()
+            trained, selection, refit = train_rbm(split.train, config)
+            _TRAINED[key] = (trained, (selection, refit), time.perf_counter() - start)
+        model, trainers, train_s = _TRAINED[key]
+        if kind.endswith(USER_ONLY):
+            model = user_based_only(model)
+            train_s = history_seconds(trainers, way="user")
+            note = "without its item-based RBM; train s = its epochs"
     start = time.perf_counter()
     recs = recommend_csr(model, split.context, K)
     preds = predict_csr(model, split.context, split.test)
@@ -458,9 +488,10 @@ def markdown(
         "train` runs: same carve, batches of 100 users, same trainers), with each kind's "
         "defaults; `binary`, `softmax` and `rated` are two-way (user-based + item-based RBM; "
         "`rated`'s is on by size at MovieLens 100k), the `-user` rows are their user-based RBM "
-        "alone. After the validation choices every rbm-reco model is retrained on the whole "
-        "training part for its chosen epochs (the refit, `train.refit` default), as ALS is "
-        "refitted with its chosen grid point; `hybrid-no-refit` is the default hybrid as "
+        "alone; `binary` is an ensemble of 3 two-way RBMs (`n_models`), `binary-1` one of them "
+        "(`n_models = 1`). After the validation choices every rbm-reco model is retrained on "
+        "the whole training part for its chosen epochs (the refit, `train.refit` default), as "
+        "ALS is refitted with its chosen grid point; `hybrid-no-refit` is the default hybrid as "
         "selected, before its refit. ALS: Spark `pyspark.ml.recommendation.ALS`, "
         "maxIter 15, tuned on the "
         f"validation carve of the first seed: implicit grid {IMPLICIT_GRID} by nDCG@10, "

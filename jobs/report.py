@@ -16,7 +16,8 @@ LOSS_PLOT = "training.png"
 def plot_training(history: list[dict[str, Any]], path: str | Path, title: str = "") -> None:
     """Train loss and validation numbers per epoch, one PNG; one row of panels per trained
     part (a hybrid's ``rated`` and ``like`` parts), the ranking metric (validation nDCG@10)
-    where the part tracks it."""
+    where the part tracks it; within a part, one line per RBM trained (an ensemble's
+    ``member``, a two-way model's user / item ``way``)."""
     parts = list(dict.fromkeys(r.get("part", "") for r in history)) or [""]
     fig, axes = plt.subplots(len(parts), 2, figsize=(10, 4 * len(parts)), squeeze=False)
     for (left, right), part in zip(axes, parts, strict=True):
@@ -27,25 +28,39 @@ def plot_training(history: list[dict[str, Any]], path: str | Path, title: str = 
     plt.close(fig)
 
 
+def _series_label(member: int | None, way: str | None) -> str:
+    names = [f"member {member}"] if member else []
+    names += [f"{way}-based"] if way else []
+    return f" ({', '.join(names)})" if names else ""
+
+
 def _plot_part(history: list[dict[str, Any]], left, right, part: str) -> None:
-    epochs = [r["epoch"] for r in history]
-    left.plot(epochs, [r["train_loss"] for r in history], label="train loss (reconstruction NLL)")
-    val = history[0].get("val", {}) if history else {}
-    if "like_nll" in val:
-        left.plot(epochs, [r["val"].get("like_nll") for r in history], label="validation like NLL")
-    for name in ("like_error", "auc", "rmse", "ndcg", "precision"):
-        if name in val:
-            label = (
-                f"validation {name}@10" if name in ("ndcg", "precision") else f"validation {name}"
-            )
-            right.plot(epochs, [r["val"][name] for r in history], label=label)
+    series = dict.fromkeys((r.get("member"), r.get("way")) for r in history)
+    for member, way in series:
+        records = [r for r in history if (r.get("member"), r.get("way")) == (member, way)]
+        _plot_series(records, left, right, _series_label(member, way))
     prefix = f"{part}: " if part else ""
     left.set_title(f"{prefix}loss")
     right.set_title(f"{prefix}validation")
     for ax in (left, right):
         ax.set_xlabel("epoch")
         if ax.lines:
-            ax.legend()
+            ax.legend(fontsize="small" if len(series) > 2 else None)
+
+
+def _plot_series(history: list[dict[str, Any]], left, right, suffix: str) -> None:
+    epochs = [r["epoch"] for r in history]
+    left.plot(epochs, [r["train_loss"] for r in history], label=f"train loss{suffix}")
+    val = history[0].get("val", {}) if history else {}
+    if "like_nll" in val:
+        left.plot(epochs, [r["val"].get("like_nll") for r in history],
+                  label=f"validation like NLL{suffix}")  # fmt: skip
+    for name in ("like_error", "auc", "rmse", "ndcg", "precision"):
+        if name in val:
+            label = (
+                f"validation {name}@10" if name in ("ndcg", "precision") else f"validation {name}"
+            )
+            right.plot(epochs, [r["val"][name] for r in history], label=label + suffix)
 
 
 def metrics_markdown(metrics: dict[str, Any], plot_rel_path: str | None) -> str:

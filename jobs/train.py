@@ -53,8 +53,8 @@ from jobs.report import LOSS_PLOT, plot_training  # noqa: E402
 from rbmcore.checkpoint import fit_resumable  # noqa: E402
 from rbmcore.data import batches_from_assignment, merge_rows, split_holdout  # noqa: E402
 from rbmcore.device import choose_device  # noqa: E402
+from rbmcore.ensemble import EnsembleRBM, EnsembleTrainer, member_config  # noqa: E402
 from rbmcore.hybrid import (  # noqa: E402
-    HybridTrainer,
     choose_alpha,
     model_for_config,
     trainer_for,
@@ -62,6 +62,7 @@ from rbmcore.hybrid import (  # noqa: E402
 from rbmcore.models import KINDS  # noqa: E402
 from rbmcore.refit import copy_choices, fresh_refit_model, refit_on_all_ratings  # noqa: E402
 from rbmcore.training import (  # noqa: E402
+    HYBRID_PARTS,
     TrainConfig,
     Trainer,
     best_epoch_settings,
@@ -290,44 +291,92 @@ def run_train_distributed(
     )
 
 
+def distributed_parts(model: torch.nn.Module, config: TrainConfig) -> dict[str, tuple]:
+    """{name: (module, config)} of what one distributed run trains, in order: a hybrid's
+    ``rated`` and ``like`` parts (else the ``model`` itself), an ensemble (``EnsembleRBM``)
+    as its members (``like.member1``, ..., each with its member config)."""
+    hybrid = config.kind == "hybrid"
+    named = [(n, getattr(model, n), config.part(n)) for n in HYBRID_PARTS] if hybrid else [
+        ("model", model, config)
+    ]
+    parts: dict[str, tuple] = {}
+    for name, module, part_config in named:
+        if isinstance(module, EnsembleRBM):
+            for m, member in enumerate(module.members):
+                parts[f"{name}.member{m + 1}"] = (member, member_config(part_config, m))
+        else:
+            parts[name] = (module, part_config)
+    return parts
+
+
+def module_at(model: torch.nn.Module, name: str) -> torch.nn.Module:
+    """The module a ``distributed_parts`` name refers to in ``model`` (same architecture)."""
+    path = name.split(".")
+    module = model if path[0] == "model" else getattr(model, path[0])
+    if len(path) > 1:
+        module = module.members[int(path[1].removeprefix("member")) - 1]
+    return module
+
+
+def record_selection(trainer, config: TrainConfig, best: dict[str, int]) -> None:
+    """Set ``trainer``'s best epochs and refit settings from each distributed part's best
+    epoch (``best``: {``distributed_parts`` name: epoch}), as its own ``fit`` would."""
+
+    def settings(prefix: str) -> tuple[int, dict[str, Any]]:
+        members = sorted((n for n in best if n.startswith(f"{prefix}.member")), key=module_rank)
+        if not members:
+            return best[prefix], best_epoch_settings(best[prefix])
+        return best[members[0]], {"members": [best_epoch_settings(best[n]) for n in members]}
+
+    if config.kind == "hybrid":
+        for part in HYBRID_PARTS:
+            trainer.best_epochs[part], trainer.part_settings[part] = settings(part)
+    elif isinstance(trainer, EnsembleTrainer):
+        for n in sorted(best, key=module_rank):
+            member = n.split(".")[1]
+            trainer.best_epochs[member] = best[n]
+            trainer.part_settings[member] = best_epoch_settings(best[n])
+    else:
+        trainer.best_epoch = best["model"]
+
+
+def module_rank(name: str) -> int:
+    """The member number of a ``distributed_parts`` name (0 for a whole part)."""
+    tail = name.rsplit(".", 1)[-1]
+    return int(tail.removeprefix("member")) if tail.startswith("member") else 0
+
+
 def train_with_distributor(
     spark, conf, model, config: TrainConfig, train, batches, validation, test, every=None
 ):
     """Train the initialised ``model`` with ``fit_distributed``: one distributed run, in which
-    a hybrid's parts train one after another (as ``HybridTrainer.fit`` does) and, given
-    ``every`` (all training ratings), each part is then refit on it (``rbmcore.refit``); a
-    hybrid's alpha is chosen on the driver. Returns (a trainer holding the selected model, its
-    history and best epochs; the refit's trainer, or None)."""
+    the ``distributed_parts`` (a hybrid's parts, an ensemble's members) train one after another
+    (as ``HybridTrainer.fit`` / ``EnsembleTrainer.fit`` do) and, given ``every`` (all training
+    ratings), each part is then refit on it (``rbmcore.refit``); a hybrid's alpha is chosen on
+    the driver. Returns (a trainer holding the selected model, its history and best epochs;
+    the refit's trainer, or None)."""
     cpu = torch.device("cpu")
     hybrid = config.kind == "hybrid"
-    names = ("rated", "like") if hybrid else ("model",)
-
-    def part_of(m: torch.nn.Module, name: str) -> torch.nn.Module:
-        return getattr(m, name) if hybrid else m
-
-    parts = {n: (part_of(model, n), config.part(n) if hybrid else config) for n in names}
+    parts = distributed_parts(model, config)
     refit_model = None if every is None else fresh_refit_model(config, every)
     refit_start = None
     if refit_model is not None:
-        refit_start = (every, {n: part_of(refit_model, n) for n in names})
+        refit_start = (every, {n: module_at(refit_model, n) for n in parts})
     results, device = fit_distributed(
         spark, conf, parts, train, batches, validation, test, refit_start
     )
-    trainer_class = HybridTrainer if hybrid else Trainer
-    trainer = trainer_class(model, config, cpu)
-    refit = None if refit_model is None else trainer_class(refit_model, config, cpu)
+    trainer = trainer_for(model, config, cpu)
+    refit = None if refit_model is None else trainer_for(refit_model, config, cpu)
     for name, result in results.items():
-        part_of(model, name).load_state_dict(result["state"])
-        tag = {"part": name} if hybrid else {}
+        module_at(model, name).load_state_dict(result["state"])
+        tag = {"part": name.split(".")[0]} if hybrid else {}
+        if module_rank(name):
+            tag["member"] = module_rank(name)
         trainer.history += [{**record, **tag} for record in result["history"]]
-        if hybrid:
-            trainer.best_epochs[name] = int(result["best_epoch"])
-            trainer.part_settings[name] = best_epoch_settings(int(result["best_epoch"]))
-        else:
-            trainer.best_epoch = int(result["best_epoch"])
         if refit is not None:
-            part_of(refit_model, name).load_state_dict(result["refit"]["state"])
+            module_at(refit_model, name).load_state_dict(result["refit"]["state"])
             refit.history += [{**record, **tag} for record in result["refit"]["history"]]
+    record_selection(trainer, config, {n: int(r["best_epoch"]) for n, r in results.items()})
     if hybrid and validation is not None and validation[1].nnz:
         _, trainer.alpha_search = choose_alpha(model, *validation, cpu)
     if refit is not None:

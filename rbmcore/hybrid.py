@@ -21,6 +21,7 @@ from torch import nn
 from rbmcore.categorical import STATES_BY_KIND
 from rbmcore.checkpoint import fit_resumable
 from rbmcore.data import RatingsCSR, UserBatch
+from rbmcore.ensemble import EnsembleRBM, EnsembleTrainer
 from rbmcore.training import (
     AUTO_ITEM_CELLS,
     PartsTrainer,
@@ -85,21 +86,22 @@ class HybridRBM(nn.Module):
         return self.like.predict_pairs(batch, items, rows)
 
     def hyperparameters(self) -> dict[str, Any]:
-        two_way = {
-            f"{part}_item": getattr(self, part).item.hyperparameters()
-            for part in ("rated", "like")
-            if isinstance(getattr(self, part), TwoWayRBM)
-        }
-        return {
+        hyper = {
             "kind": self.kind,
             "n_items": self.n_items,
             "n_hidden": self.like.n_hidden,
             "like_kind": self.like.kind,
+            "like_models": int(getattr(self.like, "n_models", 1)),
             "rated_hidden": self.rated.n_hidden,
             "rated_models": self.rated.n_models,
             "alpha": float(self.alpha),
-            **two_way,
         }
+        for part in ("rated", "like"):
+            model = getattr(self, part)
+            one = model.members[0] if isinstance(model, EnsembleRBM) else model
+            if isinstance(one, TwoWayRBM):
+                hyper[f"{part}_item"] = one.item.hyperparameters()
+        return hyper
 
 
 def build_hybrid(
@@ -112,20 +114,22 @@ def build_hybrid(
     alpha: float = DEFAULT_ALPHA,
     rated_item: dict[str, int] | None = None,
     like_item: dict[str, int] | None = None,
+    like_models: int = 1,
 ) -> HybridRBM:
     """A fresh hybrid: ``n_hidden`` hidden units in the like model, ``rated_hidden`` in each
-    of the ``rated_models`` rated RBMs; ``rated_item`` / ``like_item`` ({"n_users",
-    "n_hidden", "n_models"}) make that part two-way."""
+    of the ``rated_models`` rated RBMs, ``like_models`` like RBMs averaged
+    (``rbmcore.ensemble``); ``rated_item`` / ``like_item`` ({"n_users", "n_hidden",
+    "n_models"}) make that part two-way (each like RBM, in an ensemble)."""
     from rbmcore.models import build_model
 
     if like_kind not in STATES_BY_KIND:
         raise ValueError(f"like_kind must be one of {sorted(STATES_BY_KIND)}, got {like_kind!r}")
     rated = build_model("rated", n_items, rated_hidden, generator, n_models=rated_models)
-    like = build_model(like_kind, n_items, n_hidden, generator)
     if rated_item:
         rated = build_two_way(rated, generator=generator, **rated_item)
-    if like_item:
-        like = build_two_way(like, generator=generator, **like_item)
+    like = build_model(
+        like_kind, n_items, n_hidden, generator, n_models=like_models, item_based=like_item
+    )
     return HybridRBM(rated, like, alpha)
 
 
@@ -172,8 +176,9 @@ def model_for_config(
             rated_models=rated.n_models,
             rated_item=item_part_sizes(rated, n_users, n_items),
             like_item=item_part_sizes(like, n_users, n_items),
+            like_models=like.n_models or 1,
         )
-    params = {"n_models": config.n_models} if config.kind == "rated" else {}
+    params = {"n_models": config.n_models or 1}
     item_based = item_part_sizes(config, n_users, n_items)
     if item_based:
         params["item_based"] = item_based
@@ -188,10 +193,12 @@ def trainer_for(
     checkpoint_dir: str | Path | None = None,
     resume: bool = False,
 ):
-    """The trainer of ``model``: ``HybridTrainer``, ``TwoWayTrainer`` or a plain ``Trainer``
-    (which checkpoints through the job itself)."""
+    """The trainer of ``model``: ``HybridTrainer``, ``TwoWayTrainer``, ``EnsembleTrainer`` or
+    a plain ``Trainer`` (which checkpoints through the job itself)."""
     if isinstance(model, HybridRBM):
         return HybridTrainer(model, config, device, after_backward, checkpoint_dir, resume)
+    if isinstance(model, EnsembleRBM):
+        return EnsembleTrainer(model, config, device, after_backward, checkpoint_dir, resume)
     if isinstance(model, TwoWayRBM):
         return TwoWayTrainer(model, config, device, after_backward, checkpoint_dir, resume)
     return Trainer(model, config, device, after_backward)
@@ -267,9 +274,10 @@ class HybridTrainer(PartsTrainer):
         sub_model = getattr(self.model, part)
         folder = self.part_folder(part)
         config = self.config.part(part)
-        if isinstance(sub_model, TwoWayRBM):
-            log.info("training the hybrid's %s part (two-way %s RBM)", part, config.kind)
-            trainer = TwoWayTrainer(
+        if isinstance(sub_model, (TwoWayRBM, EnsembleRBM)):
+            what = "two-way" if isinstance(sub_model, TwoWayRBM) else "ensemble of"
+            log.info("training the hybrid's %s part (%s %s RBM)", part, what, config.kind)
+            trainer = trainer_for(
                 sub_model, config, self.device, self.after_backward, folder, self.resume
             )
             trainer.use_all_ratings = False

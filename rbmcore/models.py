@@ -20,8 +20,10 @@ def build_model(
 ):
     """A freshly initialised model of ``kind`` over ``n_items`` catalogue items.
 
-    ``params``: ``n_models`` for ``rated``; ``like_kind``, ``rated_hidden``, ``rated_models``,
-    ``rated_item``, ``like_item`` for ``hybrid`` (whose ``n_hidden`` is the like sub-model's);
+    ``params``: ``n_models`` (RBMs averaged: stacked in one ``RatedRBM`` for ``rated``, an
+    ``rbmcore.ensemble.EnsembleRBM`` of whole models for ``binary`` / ``softmax``);
+    ``like_kind``, ``rated_hidden``, ``rated_models``, ``rated_item``, ``like_item``,
+    ``like_models`` for ``hybrid`` (whose ``n_hidden`` is the like sub-model's);
     ``item_based`` = {"n_users", "n_hidden", "n_models"} adds an item-based part (a two-way
     model, ``rbmcore.twoway``) to the other kinds.
     """
@@ -30,6 +32,16 @@ def build_model(
 
         return build_hybrid(n_items, n_hidden, generator, **params)
     item_based = params.pop("item_based", None)
+    n_models = int(params.pop("n_models", 1)) if kind in STATES_BY_KIND else 1
+    if n_models > 1:
+        from rbmcore.ensemble import EnsembleRBM
+
+        return EnsembleRBM(
+            [
+                build_model(kind, n_items, n_hidden, generator, item_based=item_based, **params)
+                for _ in range(n_models)
+            ]
+        )
     if kind in STATES_BY_KIND:
         model = CategoricalRBM(n_items, n_hidden, kind=kind, generator=generator, **params)
     elif kind == "rated":

@@ -39,7 +39,9 @@ KIND_DEFAULTS: dict[str, dict[str, Any]] = {
         "weight_decay": 1e-2,
         "lr_decay": 0.97,
         "cd_schedule": [[0, 1], [15, 3], [25, 5]],
-        "n_models": 1,
+        # two-way RBMs averaged (rbmcore.ensemble); u1 test like AUC, 9 seeds: one 0.827-0.833,
+        # three 0.831-0.834 (BENCHMARKS.md)
+        "n_models": 3,
         "sub_batches": 1,
         "item_based": True,
     },
@@ -119,14 +121,15 @@ class TrainConfig:
     weight_decay: float | None = None
     lr_decay: float | None = None  # multiplied into the learning rate after every epoch
     cd_schedule: list[list[int]] | None = None  # [[from_epoch, k], ...]
-    n_models: int | None = None  # RBMs averaged (an ensemble; rated kind)
+    n_models: int | None = None  # RBMs averaged (an ensemble; rbmcore.ensemble, rbmcore.rated)
+    members: list[dict[str, Any]] | None = None  # per-member overrides (the refit's epochs)
     sub_batches: int | None = None  # each ingest batch is cut into this many updates
     val_fraction: float = 0.1  # per-user holdout carved from the training data
     patience: int = 6  # epochs without validation improvement before stopping
     refit: bool = True  # after the validation choices, retrain on all ratings (rbmcore.refit)
     seed: int = 42
     device: str = "auto"
-    like_kind: str = "softmax"  # hybrid: the like/rating sub-model's kind
+    like_kind: str = "binary"  # hybrid: the like sub-model's kind ("softmax" adds pred_rating)
     item_based: bool | str | None = None  # also an item-based RBM (rbmcore.twoway); or "auto"
     item_batch: int = 20  # items per update of the item-based part
     item: dict[str, Any] = field(default_factory=dict)  # overrides for the item-based part

@@ -10,6 +10,7 @@ import torch
 from rbmcore.artifact import load_model, save_model
 from rbmcore.categorical import CategoricalRBM
 from rbmcore.data import csr_from_lists, iter_row_chunks, split_holdout, to_batch
+from rbmcore.ensemble import EnsembleRBM
 from rbmcore.hybrid import HybridTrainer, build_hybrid, model_for_config
 from rbmcore.scoring import predict_csr, recommend_csr
 from rbmcore.training import TrainConfig
@@ -109,25 +110,27 @@ def test_hybrid_trainer_trains_both_parts_and_picks_alpha(tmp_path):
         epochs=2,
         like_kind="binary",
         rated={"n_hidden": 4, "item": {"epochs": 2, "n_hidden": 3}},
-        like={"n_hidden": 3, "item_based": False},
+        like={"n_hidden": 3, "item_based": False, "n_models": 2},
     )
     model = model_for_config(config, N_ITEMS, torch.Generator().manual_seed(0), len(fit))
     assert model.rated.n_hidden == 4 and model.like.n_hidden == 3 and model.like.kind == "binary"
     assert isinstance(model.rated, TwoWayRBM) and model.rated.item.inner.n_hidden == 3
-    assert isinstance(model.like, CategoricalRBM)  # user-based only, as configured
+    assert isinstance(model.like, EnsembleRBM)  # 2 user-based RBMs, as configured
+    assert all(isinstance(m, CategoricalRBM) for m in model.like.members)
     model.init_visible_biases(fit)
     trainer = HybridTrainer(model, config, torch.device("cpu"), checkpoint_dir=tmp_path / "ck")
     history = trainer.fit(fit, iter_row_chunks(len(fit), 20), (fit, held))
-    assert [(r["part"], r.get("way")) for r in history] == [
-        *[("rated", "user")] * 2,
-        *[("rated", "item")] * 2,
-        *[("like", None)] * 2,
+    assert [(r["part"], r.get("way"), r.get("member")) for r in history] == [
+        *[("rated", "user", None)] * 2,
+        *[("rated", "item", None)] * 2,
+        *[("like", None, 1)] * 2,
+        *[("like", None, 2)] * 2,
     ]
     assert float(model.alpha) in trainer.alpha_search
     searched = trainer.weight_search["rated"]  # the best validation score, ties to the user
     best = min(searched, key=lambda w: (searched[w], -w))
     assert float(model.rated.weight) == pytest.approx(best)
-    for part in ("rated/user", "rated/item", "like"):
+    for part in ("rated/user", "rated/item", "like/member1", "like/member2"):
         assert (tmp_path / "ck" / part / "phase.done").exists()
     # resuming a finished run retrains nothing and restores the same weights
     again = model_for_config(config, N_ITEMS, torch.Generator().manual_seed(9), len(fit))

@@ -61,7 +61,7 @@ def test_hybrid_refit_keeps_every_choice_and_each_parts_best_epochs(tmp_path):
         patience=2,
         like_kind="binary",
         rated={"n_hidden": 4, "item": {"epochs": 4, "n_hidden": 3, "patience": 2}},
-        like={"n_hidden": 3, "item_based": False},
+        like={"n_hidden": 3, "item_based": False, "n_models": 1},
     )
     batches = iter_row_chunks(len(fit), 20)
     model = model_for_config(config, N_ITEMS, torch.Generator().manual_seed(0), len(fit))

@@ -31,7 +31,10 @@ def random_users(n_users: int, seed: int, first_id: int = 100):
 
 def two_way(kind: str, users, seed: int = 0) -> TwoWayRBM:
     """A two-way model over ``users`` with random non-trivial weights and item states."""
-    config = TrainConfig(kind=kind, n_hidden=5, item_based=True, item={"n_hidden": 4}, n_models=2)
+    n_models = 2 if kind == "rated" else 1  # a stacked rated ensemble; one categorical RBM
+    config = TrainConfig(
+        kind=kind, n_hidden=5, item_based=True, item={"n_hidden": 4}, n_models=n_models
+    )
     model = model_for_config(config, N_ITEMS, torch.Generator().manual_seed(seed), len(users))
     model.init_visible_biases(users)
     with torch.no_grad():
