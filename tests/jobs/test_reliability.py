@@ -64,6 +64,7 @@ batch_size = 50
 [train]
 kind = "binary"
 item_based = false  # one RBM, one checkpoint folder: the job's own checkpoint/resume path
+n_models = 1
 epochs = 2
 n_hidden = 16
 device = "cpu"
