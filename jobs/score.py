@@ -177,11 +177,32 @@ def read_users(spark, path: str):
     return spark.read.parquet(path).select("user_id", "items", "ratings")
 
 
-def users_rated_everything(users, n_items: int) -> int:
-    """How many users have rated the whole catalogue (no candidate left, so no export rows)."""
+FINGERPRINT_MOD = 2**31 - 1
+
+
+def user_fingerprint(column: str = "user_id"):
+    """A per-user number whose sum over a set of users identifies the set: equal sets give
+    equal sums, and a set with one user lost and another counted twice gives another sum
+    (xxhash64 of the id, mod 2**31 - 1; exact in a long up to ~4 billion users)."""
     from pyspark.sql import functions as F
 
-    return users.where(F.size("items") >= n_items).count()
+    return F.pmod(F.xxhash64(column), F.lit(FINGERPRINT_MOD))
+
+
+def user_set(users) -> tuple[int, int]:
+    """(number of rows, sum of ``user_fingerprint``) of a frame of users, in one scan."""
+    from pyspark.sql import functions as F
+
+    row = users.agg(F.count("*"), F.sum(user_fingerprint())).first()
+    return int(row[0]), int(row[1] or 0)
+
+
+def users_rated_everything(users, n_items: int) -> tuple[int, int]:
+    """``user_set`` of the users who have rated the whole catalogue (no candidate left, so no
+    export rows)."""
+    from pyspark.sql import functions as F
+
+    return user_set(users.where(F.size("items") >= n_items))
 
 
 def balanced_input(spark, users):
@@ -218,7 +239,7 @@ def run_score(
             str(arrow_batch_rows(vocab.n_items, n_states)),
         )
         users = read_users(spark, layout.train_ratings(out))
-        expected_users = users.count()
+        expected = user_set(users)
         users = balanced_input(spark, users)
         broadcast = spark.sparkContext.broadcast(model_payload(loaded))
         inject = bool(conf["score"].get("inject_failure_first_attempt", False))
@@ -230,11 +251,11 @@ def run_score(
             recs.write.mode("overwrite").parquet(path)
 
         def manifest(path: str) -> dict[str, Any]:
-            def full() -> int:
+            def full() -> tuple[int, int]:
                 return users_rated_everything(users, vocab.n_items)
 
             return {
-                **check_export(spark, path, expected_users, top_k, full),
+                **check_export(spark, path, expected, top_k, full),
                 "top_k": top_k,
                 "model_id": loaded.meta["model_id"],
                 "kind": kind,
@@ -256,29 +277,34 @@ def run_score(
 def check_export(
     spark,
     path: str,
-    expected_users: int,
+    expected: tuple[int, int],
     top_k: int,
-    count_rated_everything: Callable[[], int] = lambda: 0,
+    rated_everything: Callable[[], tuple[int, int]] = lambda: (0, 0),
 ) -> dict[str, int]:
     """{"rows", "users", "users_rated_everything"} of the written export at ``path``, read back
-    in one scan (no shuffle). Raises ``JobError`` unless every one of the ``expected_users``
-    ingested users is there exactly once (one rank-1 row each) with ranks 1..top_k, so a lost
-    or a duplicated part of the export is never published. Users who rated every movie have
-    no rows: ``count_rated_everything()`` counts them, asked only when users are missing."""
+    in one scan (no shuffle). ``expected``: ``user_set`` of the ingested users. Raises
+    ``JobError`` unless every ingested user is there exactly once (one rank-1 row each, and
+    the rank-1 rows' ``user_fingerprint`` sum is the ingested users') with ranks 1..top_k, so
+    a lost, a duplicated or a swapped part of the export is never published. Users who rated
+    every movie have no rows: ``rated_everything()`` gives their ``user_set``, asked only when
+    users are missing."""
     from pyspark.sql import functions as F
 
+    first = F.col("rank") == 1
     row = (
         spark.read.parquet(path)
         .agg(
             F.count("*").alias("rows"),
-            F.count(F.when(F.col("rank") == 1, True)).alias("users"),
+            F.count(F.when(first, True)).alias("users"),
+            F.sum(F.when(first, user_fingerprint())).alias("fingerprint"),
             F.min("rank").alias("min_rank"),
             F.max("rank").alias("max_rank"),
         )
         .first()
     )
     users, rows = int(row["users"]), int(row["rows"])
-    full = count_rated_everything() if users < expected_users else 0
+    expected_users, expected_print = expected
+    full, full_print = rated_everything() if users < expected_users else (0, 0)
     if full:
         log.info(
             "%d of %d users have rated every movie: nothing to recommend, not in the export",
@@ -290,6 +316,11 @@ def check_export(
         raise JobError(
             f"export has {users} users but {expected_users - full} were ingested with a movie "
             f"left to recommend; not publishing {what} export"
+        )
+    if int(row["fingerprint"] or 0) != expected_print - full_print:
+        raise JobError(
+            f"export has {users} users, as many as were ingested, but not the same ones (some "
+            "lost, others twice); not publishing it"
         )
     if rows and (row["min_rank"] < 1 or row["max_rank"] > top_k or rows > users * top_k):
         raise JobError(

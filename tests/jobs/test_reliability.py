@@ -197,28 +197,45 @@ def test_manifest_and_marker_show_the_ingest_counts(spark, run):
     assert leftovers(run) == []
 
 
-def test_export_check_refuses_a_lost_or_duplicated_part(spark, run, tmp_path):
+def test_export_check_refuses_a_lost_duplicated_or_swapped_part(spark, run, tmp_path):
     """The check before publishing reads the written export back: with one of its Parquet
-    files gone (users lost) or copied (users twice) it raises, naming the counts."""
-    from jobs.common import JobError
-    from jobs.score import check_export
+    files gone (users lost) or copied (users twice) it raises, naming the counts; with one
+    user's rows turned into another's (as many users, not the same ones: what a lost part
+    offset by a duplicated one of the same size leaves) it raises too."""
+    import pyarrow as pa
 
+    from jobs.common import JobError
+    from jobs.score import check_export, read_users, user_set
+
+    expected = user_set(read_users(spark, str(run.out / "ingest" / "train")))
+    assert expected[0] == 300
     parts = sorted(run.dt_dir().glob("part-*.parquet"))
     assert len(parts) > 1
-    for case in ("complete", "lost", "duplicated"):
+    for case in ("complete", "lost", "duplicated", "swapped"):
         folder = tmp_path / case
         folder.mkdir()
         for part in parts[1:] if case == "lost" else parts:
             shutil.copy(part, folder / part.name)
         if case == "duplicated":
             shutil.copy(parts[0], folder / ("part-99999" + parts[0].name[len("part-00000"):]))
+        if case == "swapped":  # the first user's rows become the second user's
+            table = pq.read_table(parts[0])
+            ids = table.column("user_id").to_numpy()
+            first, second = np.unique(ids)[:2]
+            ids = np.where(ids == first, second, ids).astype(np.int32)
+            table = table.set_column(0, "user_id", pa.array(ids))
+            pq.write_table(table, folder / parts[0].name)
         if case == "complete":
-            assert check_export(spark, str(folder), 300, TOP_K) == {
+            assert check_export(spark, str(folder), expected, TOP_K) == {
                 "rows": 300 * TOP_K, "users": 300, "users_rated_everything": 0}  # fmt: skip
+            continue
+        if case == "swapped":
+            with pytest.raises(JobError, match="as many as were ingested, but not the same ones"):
+                check_export(spark, str(folder), expected, TOP_K)
             continue
         what = "an incomplete" if case == "lost" else "a duplicated"
         with pytest.raises(JobError, match=f"but 300 were ingested .*; not publishing {what}"):
-            check_export(spark, str(folder), 300, TOP_K)
+            check_export(spark, str(folder), expected, TOP_K)
 
 
 def test_a_user_who_rated_every_movie_does_not_block_the_export(spark, run, tmp_path):
