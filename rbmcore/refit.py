@@ -95,12 +95,19 @@ def refit_on_all_ratings(
 
 
 def describe(config) -> str:
-    """``epochs N`` of the model and of each part, for the log."""
-    parts = [f"epochs {config.epochs}"] if config.epochs else []
-    for name in ("rated", "like", "item"):
-        table = getattr(config, name, {}) or {}
-        if "epochs" in table:
-            item = table.get("item", {})
-            inner = f", item part {item['epochs']}" if "epochs" in item else ""
-            parts.append(f"{name} {table['epochs']}{inner}")
+    """``epochs N`` of the model and of each part (an ensemble's: per member), for the log."""
+
+    def epochs(table: dict) -> str:
+        item = table.get("item", {})
+        return f"{table['epochs']}" + (f", item part {item['epochs']}" if "epochs" in item else "")
+
+    parts = [f"epochs {config.epochs}"] if config.epochs and not config.members else []
+    tables = {"": {"members": config.members}} if config.members else {}
+    tables.update({name: getattr(config, name, {}) or {} for name in ("rated", "like", "item")})
+    for name, table in tables.items():
+        if table.get("members"):
+            members = "; ".join(epochs(m) for m in table["members"] if "epochs" in m)
+            parts.append(f"{name + ' ' if name else ''}members {members}")
+        elif "epochs" in table:
+            parts.append(f"{name} {epochs(table)}")
     return "; ".join(parts)

@@ -1,0 +1,60 @@
+"""Which like model, on validation only: the 3-RBM binary ensemble, each of its members, and
+the two-way softmax RBM, scored on the per-user validation holdout carved from the training
+file (never the test file), as ``rbm-reco train`` carves it.
+
+    .venv/bin/python bench/like_validation.py [--split u1] [--seeds 0,1,2]
+
+Each model is the selected one (``refit = false``: the refit would train on the holdout); the
+two-way parts' item states are recomputed from the fit part alone before scoring, since the
+trainer's last step puts the holdout into them. Prints one line per model and seed: like NLL,
+like error, AUC (and RMSE for softmax).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import numpy as np
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from bench.quality import load_splits, train_rbm  # noqa: E402
+from rbmcore.data import split_holdout  # noqa: E402
+from rbmcore.training import TrainConfig, heldout_metrics  # noqa: E402
+from rbmcore.twoway import TwoWayRBM  # noqa: E402
+
+DATA = Path(__file__).resolve().parent.parent.parent / "shared" / "data" / "ml-100k"
+SHOWN = ("like_nll", "like_error", "auc", "rmse")
+
+
+def validation_numbers(model: torch.nn.Module, fit, held) -> dict[str, float]:
+    """``heldout_metrics`` on the holdout, with item states from the fit part only."""
+    for module in model.modules():
+        if isinstance(module, TwoWayRBM):
+            module.item.set_item_states(fit)
+    out = heldout_metrics(model, fit, held, torch.device("cpu"))
+    return {k: round(v, 4) for k, v in out.items() if k in SHOWN}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--split", default="u1", choices=["u1", "random"])
+    parser.add_argument("--seeds", default="0,1,2")
+    args = parser.parse_args()
+    torch.set_num_threads(1)
+    split = load_splits(DATA, [args.split])[0]
+    for seed in [int(s) for s in args.seeds.split(",")]:
+        fit, held = split_holdout(split.train, 0.1, np.random.default_rng(seed))
+        for kind in ("binary", "softmax"):
+            model, *_ = train_rbm(split.train, TrainConfig(kind=kind, seed=seed, refit=False))
+            name = f"{kind} x{getattr(model, 'n_models', 1)}"
+            print(args.split, seed, name, validation_numbers(model, fit, held), flush=True)
+            for m, member in enumerate(getattr(model, "members", [])):
+                print(f"    member {m + 1}", validation_numbers(member, fit, held), flush=True)
+
+
+if __name__ == "__main__":
+    main()
