@@ -24,9 +24,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from rbmcore.checkpoint import fit_resumable
 from rbmcore.data import RatingsCSR, UserBatch
-from rbmcore.training import PartsTrainer, TrainConfig, Trainer
+from rbmcore.training import PartsTrainer, TrainConfig
 
 log = logging.getLogger("rbm-reco.train")
 
@@ -97,8 +96,6 @@ class EnsembleTrainer(PartsTrainer):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        # False inside a hybrid, whose trainer calls ``use_all_ratings`` after choosing alpha
-        self.use_all_ratings = True
         self.weight_search: dict[str, dict[float, float]] = {}  # two-way members' weights
 
     def fit(
@@ -110,29 +107,23 @@ class EnsembleTrainer(PartsTrainer):
     ) -> list[dict[str, Any]]:
         """Train every member as ``Trainer.fit`` / ``TwoWayTrainer.fit`` would; returns the
         combined history (records tagged ``member``)."""
-        from rbmcore.twoway import TwoWayRBM, TwoWayTrainer, use_all_ratings
+        from rbmcore.hybrid import trainer_for
+        from rbmcore.twoway import use_all_ratings
 
         for m, member in enumerate(self.model.members):
             name, config = f"member{m + 1}", member_config(self.config, m)
-            folder = self.part_folder(name)
             label = f"ensemble member {m + 1}/{len(self.model.members)}"
             log.info("%s of %s RBMs (seed %d)", label, config.kind, config.seed)
-            if isinstance(member, TwoWayRBM):
-                trainer = TwoWayTrainer(
-                    member, config, self.device, self.after_backward, folder, self.resume
-                )
-                trainer.use_all_ratings = False
-                trainer.fit(train, batches, validation, test)
+            trainer = trainer_for(
+                member, config, self.device, self.after_backward, self.part_folder(name),
+                self.resume,
+            )  # fmt: skip
+            self.fit_part(
+                name, trainer, label, {"member": m + 1},
+                train=train, batches=batches, validation=validation, test=test,
+            )  # fmt: skip
+            if hasattr(trainer, "weight_search"):
                 self.weight_search[name] = trainer.weight_search
-            else:
-                trainer = Trainer(member, config, self.device, self.after_backward)
-                fit_resumable(
-                    trainer, folder, self.resume, label,
-                    train=train, batches=batches, validation=validation, test=test,
-                )  # fmt: skip
-            self.best_epochs[name] = trainer.best_epoch
-            self.part_settings[name] = trainer.refit_settings()
-            self.history += [{**record, "member": m + 1} for record in trainer.history]
         if self.use_all_ratings:
             use_all_ratings(self.model, train, validation)
         return self.history

@@ -19,7 +19,6 @@ import torch
 from torch import nn
 
 from rbmcore.categorical import STATES_BY_KIND
-from rbmcore.checkpoint import fit_resumable
 from rbmcore.data import RatingsCSR, UserBatch
 from rbmcore.ensemble import EnsembleRBM, EnsembleTrainer
 from rbmcore.training import (
@@ -249,10 +248,7 @@ class HybridTrainer(PartsTrainer):
         """Train both parts; ``validation``/``test`` are (context, target) pairs as for
         ``Trainer.fit``. Returns the combined history."""
         for part in ("rated", "like"):
-            trainer = self._fit_part(part, train, batches, validation, test)
-            self.best_epochs[part] = trainer.best_epoch
-            self.part_settings[part] = trainer.refit_settings()
-            self.history += [{**record, "part": part} for record in trainer.history]
+            self._fit_part(part, train, batches, validation, test)
         if validation is not None and validation[1].nnz:
             alpha, self.alpha_search = choose_alpha(self.model, *validation, self.device)
             log.info(
@@ -272,26 +268,17 @@ class HybridTrainer(PartsTrainer):
 
     def _fit_part(self, part, train, batches, validation, test):
         sub_model = getattr(self.model, part)
-        folder = self.part_folder(part)
         config = self.config.part(part)
         if isinstance(sub_model, (TwoWayRBM, EnsembleRBM)):
             what = "two-way" if isinstance(sub_model, TwoWayRBM) else "ensemble of"
             log.info("training the hybrid's %s part (%s %s RBM)", part, what, config.kind)
-            trainer = trainer_for(
-                sub_model, config, self.device, self.after_backward, folder, self.resume
-            )
-            trainer.use_all_ratings = False
-            trainer.fit(train, batches, validation, test)
-            self.weight_search[part] = trainer.weight_search
-            return trainer
-        trainer = Trainer(sub_model, config, self.device, self.after_backward)
-        return fit_resumable(
-            trainer,
-            folder,
+        trainer = trainer_for(
+            sub_model, config, self.device, self.after_backward, self.part_folder(part),
             self.resume,
-            f"the hybrid's {part} part",
-            train=train,
-            batches=batches,
-            validation=validation,
-            test=test,
-        )
+        )  # fmt: skip
+        self.fit_part(
+            part, trainer, f"the hybrid's {part} part", {"part": part},
+            train=train, batches=batches, validation=validation, test=test,
+        )  # fmt: skip
+        if hasattr(trainer, "weight_search"):
+            self.weight_search[part] = trainer.weight_search

@@ -474,6 +474,9 @@ class PartsTrainer:
         self.history: list[dict[str, Any]] = []
         self.best_epochs: dict[str, int] = {}
         self.part_settings: dict[str, dict[str, Any]] = {}  # each part's refit_settings()
+        # False inside a hybrid / ensemble, whose trainer computes the two-way item states from
+        # all training ratings itself, after its own validation choices (``use_all_ratings``)
+        self.use_all_ratings = True
 
     @property
     def best_epoch(self) -> int:
@@ -486,3 +489,23 @@ class PartsTrainer:
     def part_folder(self, part: str) -> Path | None:
         """Where part ``part`` checkpoints (None without a checkpoint folder)."""
         return self.checkpoint_dir / part if self.checkpoint_dir is not None else None
+
+    def fit_part(
+        self, name: str, trainer: Any, label: str, tag: dict[str, Any], **fit_args: Any
+    ) -> Any:
+        """Train ``trainer`` as part ``name`` (``fit_args``: its ``fit`` arguments): a
+        ``PartsTrainer`` (a two-way or ensemble part) with its own per-part checkpoints and
+        without its last ``use_all_ratings`` step (this trainer's owner takes it), a plain
+        ``Trainer`` through ``fit_resumable`` in ``part_folder(name)``. Records the part's best
+        epoch, refit settings and history (each record tagged with ``tag``)."""
+        from rbmcore.checkpoint import fit_resumable
+
+        if isinstance(trainer, PartsTrainer):
+            trainer.use_all_ratings = False
+            trainer.fit(**fit_args)
+        else:
+            fit_resumable(trainer, self.part_folder(name), self.resume, label, **fit_args)
+        self.best_epochs[name] = trainer.best_epoch
+        self.part_settings[name] = trainer.refit_settings()
+        self.history += [{**record, **tag} for record in trainer.history]
+        return trainer

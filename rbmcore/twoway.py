@@ -22,7 +22,6 @@ import numpy as np
 import torch
 from torch import nn
 
-from rbmcore.checkpoint import fit_resumable
 from rbmcore.data import RatingsCSR, UserBatch, iter_row_chunks, merge_rows
 from rbmcore.itembased import ItemBasedRBM, transpose_csr
 from rbmcore.training import (
@@ -145,8 +144,6 @@ class TwoWayTrainer(PartsTrainer):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.weight_search: dict[float, float] = {}
-        # False inside a hybrid, whose trainer calls ``use_all_ratings`` after choosing alpha
-        self.use_all_ratings = True
 
     def fit(
         self,
@@ -161,15 +158,10 @@ class TwoWayTrainer(PartsTrainer):
         model, config = self.model, self.config
         data = {"validation": validation, "test": test}
         user = Trainer(model.user, config, self.device, self.after_backward)
-        fit_resumable(
-            user,
-            self.part_folder("user"),
-            self.resume,
-            "the user-based part",
-            train=train,
-            batches=batches,
+        self.fit_part(
+            "user", user, "the user-based part", {"way": "user"}, train=train, batches=batches,
             **data,
-        )
+        )  # fmt: skip
         item_config = config.item_part()
 
         def evaluate(_inner, context, target, device):  # the item part, scored in user space
@@ -178,19 +170,10 @@ class TwoWayTrainer(PartsTrainer):
 
         item = Trainer(model.item.inner, item_config, self.device, self.after_backward, evaluate)
         items = transpose_csr(train)
-        fit_resumable(
-            item,
-            self.part_folder("item"),
-            self.resume,
-            "the item-based part",
-            train=items,
-            batches=iter_row_chunks(len(items), config.item_batch),
-            **data,
-        )
-        for way, trainer in (("user", user), ("item", item)):
-            self.best_epochs[way] = trainer.best_epoch
-            self.part_settings[way] = trainer.refit_settings()
-            self.history += [{**record, "way": way} for record in trainer.history]
+        self.fit_part(
+            "item", item, "the item-based part", {"way": "item"}, train=items,
+            batches=iter_row_chunks(len(items), config.item_batch), **data,
+        )  # fmt: skip
         model.item.set_item_states(train)
         if validation is not None and validation[1].nnz:
             weight, self.weight_search = choose_weight(model, *validation, self.device)
