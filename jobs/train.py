@@ -53,7 +53,7 @@ from jobs.report import LOSS_PLOT, plot_training  # noqa: E402
 from rbmcore.checkpoint import fit_resumable  # noqa: E402
 from rbmcore.data import batches_from_assignment, merge_rows, split_holdout  # noqa: E402
 from rbmcore.device import choose_device  # noqa: E402
-from rbmcore.ensemble import EnsembleRBM, EnsembleTrainer, member_config  # noqa: E402
+from rbmcore.ensemble import EnsembleRBM, EnsembleTrainer, member_config, member_name  # noqa: E402
 from rbmcore.hybrid import (  # noqa: E402
     choose_alpha,
     model_for_config,
@@ -303,7 +303,7 @@ def distributed_parts(model: torch.nn.Module, config: TrainConfig) -> dict[str, 
     for name, module, part_config in named:
         if isinstance(module, EnsembleRBM):
             for m, member in enumerate(module.members):
-                parts[f"{name}.member{m + 1}"] = (member, member_config(part_config, m))
+                parts[f"{name}.{member_name(m)}"] = (member, member_config(part_config, m))
         else:
             parts[name] = (module, part_config)
     return parts
@@ -314,7 +314,7 @@ def module_at(model: torch.nn.Module, name: str) -> torch.nn.Module:
     path = name.split(".")
     module = model if path[0] == "model" else getattr(model, path[0])
     if len(path) > 1:
-        module = module.members[int(path[1].removeprefix("member")) - 1]
+        module = module.members[member_number(name) - 1]
     return module
 
 
@@ -323,7 +323,7 @@ def record_selection(trainer, config: TrainConfig, best: dict[str, int]) -> None
     epoch (``best``: {``distributed_parts`` name: epoch}), as its own ``fit`` would."""
 
     def settings(prefix: str) -> tuple[int, dict[str, Any]]:
-        members = sorted((n for n in best if n.startswith(f"{prefix}.member")), key=module_rank)
+        members = sorted((n for n in best if n.startswith(f"{prefix}.member")), key=member_number)
         if not members:
             return best[prefix], best_epoch_settings(best[prefix])
         return best[members[0]], {"members": [best_epoch_settings(best[n]) for n in members]}
@@ -332,7 +332,7 @@ def record_selection(trainer, config: TrainConfig, best: dict[str, int]) -> None
         for part in HYBRID_PARTS:
             trainer.best_epochs[part], trainer.part_settings[part] = settings(part)
     elif isinstance(trainer, EnsembleTrainer):
-        for n in sorted(best, key=module_rank):
+        for n in sorted(best, key=member_number):
             member = n.split(".")[1]
             trainer.best_epochs[member] = best[n]
             trainer.part_settings[member] = best_epoch_settings(best[n])
@@ -340,8 +340,8 @@ def record_selection(trainer, config: TrainConfig, best: dict[str, int]) -> None
         trainer.best_epoch = best["model"]
 
 
-def module_rank(name: str) -> int:
-    """The member number of a ``distributed_parts`` name (0 for a whole part)."""
+def member_number(name: str) -> int:
+    """The member number (1, 2, ...) of a ``distributed_parts`` name; 0 for a whole part."""
     tail = name.rsplit(".", 1)[-1]
     return int(tail.removeprefix("member")) if tail.startswith("member") else 0
 
@@ -370,8 +370,8 @@ def train_with_distributor(
     for name, result in results.items():
         module_at(model, name).load_state_dict(result["state"])
         tag = {"part": name.split(".")[0]} if hybrid else {}
-        if module_rank(name):
-            tag["member"] = module_rank(name)
+        if member_number(name):
+            tag["member"] = member_number(name)
         trainer.history += [{**record, **tag} for record in result["history"]]
         if refit is not None:
             module_at(refit_model, name).load_state_dict(result["refit"]["state"])

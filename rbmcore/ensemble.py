@@ -3,10 +3,10 @@
 Averaging RBMs trained from different initialisations and sampling streams lowers the
 variance of their predictions: on the u1.base validation holdout three binary two-way RBMs
 averaged have a lower like NLL and a higher AUC than each of them, in each of 3 seeds
-(``bench/like_validation.py``, BENCHMARKS.md). The
-``rated`` kind holds its ensemble in one module (stacked weights, ``rbmcore.rated``); the
-categorical kinds (``binary``, ``softmax``), whose training code is per-RBM, are held here as
-a list of whole models (each one user-based or two-way).
+(``bench/like_validation.py``, BENCHMARKS.md). The ``rated`` kind holds its ensemble in one
+module (stacked weights, ``rbmcore.rated``); the categorical kinds (``binary``, ``softmax``),
+whose training code is per-RBM, are held here as a list of whole models (each one user-based
+or two-way).
 
 ``EnsembleTrainer`` trains the members one after another, member m with the config's seed
 + m (its own initialisation, sampling and batch order) and its own early stopping on the
@@ -81,6 +81,11 @@ class EnsembleRBM(nn.Module):
         return {**self.members[0].hyperparameters(), "n_models": self.n_models}
 
 
+def member_name(m: int) -> str:
+    """The part name of member ``m`` (0-based): ``member1``, ``member2``, ..."""
+    return f"member{m + 1}"
+
+
 def member_config(config: TrainConfig, m: int) -> TrainConfig:
     """The config member ``m`` trains with: seed + m, one model, its ``members[m]`` table."""
     own = config.members[m] if config.members else {}
@@ -111,7 +116,7 @@ class EnsembleTrainer(PartsTrainer):
         from rbmcore.twoway import use_all_ratings
 
         for m, member in enumerate(self.model.members):
-            name, config = f"member{m + 1}", member_config(self.config, m)
+            name, config = member_name(m), member_config(self.config, m)
             label = f"ensemble member {m + 1}/{len(self.model.members)}"
             log.info("%s of %s RBMs (seed %d)", label, config.kind, config.seed)
             trainer = trainer_for(
@@ -130,5 +135,5 @@ class EnsembleTrainer(PartsTrainer):
 
     def refit_settings(self) -> dict[str, Any]:
         """Each member's best epochs, in ``members``."""
-        names = [f"member{m + 1}" for m in range(len(self.model.members))]
+        names = [member_name(m) for m in range(len(self.model.members))]
         return {"members": [self.part_settings[n] for n in names]}
