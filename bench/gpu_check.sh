@@ -40,7 +40,8 @@ if "$PYTHON" -c "import pyspark" 2>/dev/null && command -v java >/dev/null; then
         --out "$WORK/out" --master 'local[*]' --log-level WARNING
     t2=$(date +%s.%N)
     "$PYTHON" -m jobs.cli train --out "$WORK/out" --kind binary --epochs "$EPOCHS" \
-        --device cuda --master 'local[*]' --set train.val_fraction=0.0 --log-level WARNING
+        --device cuda --master 'local[*]' --set train.val_fraction=0.0 \
+        --set train.n_models=1 --log-level WARNING
     echo "ingest $(awk "BEGIN {printf \"%.1f\", $t2 - $t1}") s; train job ($EPOCHS epochs," \
         "incl. Spark start and loading) $(since "$t2") s"
     export MODEL="$WORK/out/model"
