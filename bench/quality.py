@@ -344,7 +344,7 @@ def trained_hybrid(split: Split, seed: int) -> tuple:
     return _HYBRIDS[key]
 
 
-def user_based_only(model: torch.nn.Module) -> torch.nn.Module:
+def user_based_predictions(model: torch.nn.Module) -> torch.nn.Module:
     """A copy of ``model`` whose two-way parts (an ensemble's too) predict with their
     user-based RBM alone (weight 1)."""
     model = copy.deepcopy(model)
@@ -369,7 +369,7 @@ def run_rbm(split: Split, seed: int, kind: str) -> Result:
         train_s = history_seconds(trainers, part=part)
         note = "the default hybrid's part; train s = its epochs"
         if kind.endswith(USER_ONLY):
-            model = user_based_only(model)
+            model = user_based_predictions(model)
             train_s = history_seconds(trainers, part=part, way="user")
             note = "the default hybrid's part without its item-based RBMs; train s = their epochs"
     elif kind == "hybrid":
@@ -393,7 +393,7 @@ def run_rbm(split: Split, seed: int, kind: str) -> Result:
             _TRAINED[key] = (trained, (selection, refit), time.perf_counter() - start)
         model, trainers, train_s = _TRAINED[key]
         if kind.endswith(USER_ONLY):
-            model = user_based_only(model)
+            model = user_based_predictions(model)
             train_s = history_seconds(trainers, way="user")
             note = "without its item-based RBM; train s = its epochs"
     start = time.perf_counter()
