@@ -57,7 +57,7 @@ CORES = 2
 SECTION = "## Scale"
 DT = "2026-01-01"
 
-CONF = """
+SPARK_CONF = """
 [spark]
 master = "local[2]"
 app_name = "rbm-reco-scale"
@@ -74,10 +74,21 @@ app_name = "rbm-reco-scale"
 max_bad_fraction = 0.01
 batch_size = 100
 
+"""
+CONF = SPARK_CONF + """
 [train]
 kind = "binary"
 item_based = false  # the user-based binary RBM: sparse training, the BinaryRanker scoring path
 n_models = 1  # one RBM (binary's default averages 3), what this bench has always measured
+seed = 42
+device = "cpu"
+
+[score]
+top_k = 10
+"""
+# the project's default model (conf/defaults: the hybrid), nothing overridden but the device
+DEFAULT_MODEL_CONF = SPARK_CONF + """
+[train]
 seed = 42
 device = "cpu"
 
@@ -600,6 +611,59 @@ def run(args: argparse.Namespace) -> dict:
     return save(work, result)
 
 
+def run_default_model(args: argparse.Namespace) -> dict:
+    """The issue's target command as a user runs it: ``rbm-reco run --epochs 1`` with the
+    project's default model (no ``--kind``), under the same memory monitor as ``run``."""
+    work = Path(args.work)
+    data, out = work / "data" / args.preset, work / "out" / f"{args.preset}-default"
+    (work / "results" / "default").mkdir(parents=True, exist_ok=True)
+    conf = work / "scale-default.toml"
+    conf.write_text(DEFAULT_MODEL_CONF)
+    result: dict = {"preset": args.preset, "date": date.today().isoformat(), "machine": machine()}
+    result["generate_s"], result["generate_reused"] = generate(args.preset, data)
+    cmd = [
+        str(BIN / "rbm-reco"), "run", "--ratings", str(data / "train.dat"),
+        "--test", str(data / "test.dat"), "--movies", str(data / "movies.dat"),
+        "--out", str(out), "--epochs", "1", "--conf", str(conf),
+        "--master", f"local[{CORES}]", "--dt", DT,
+    ]  # fmt: skip
+    result["command"] = " ".join(cmd[1:]).replace(str(work), "WORK")
+    print("running:", " ".join(cmd), flush=True)
+    log_path = work / "results" / "default" / f"{args.preset}.run.log"
+    rc, samples, wall = run_monitored(cmd, log_path)
+    if rc != 0:
+        raise SystemExit(f"pipeline failed (exit {rc}); see {log_path}")
+    summary = json.loads((out / "run_summary.json").read_text())
+    training = json.loads((out / "model" / "model.json").read_text())["training"]
+    result.update(
+        wall_s=wall,
+        kind=summary["kind"],
+        seconds=summary["seconds"],
+        train_part_s=part_seconds(training["history"]),
+        refit_part_s=part_seconds(training.get("refit", {}).get("history", [])),
+        users_scored=summary["users_scored"],
+        ratings=summary["ratings_accepted"],
+        metrics=summary.get("metrics", {}).get("ranking"),
+        memory_all=peaks(samples),
+        memory_by_step={s: peaks(samples, w) for s, w in step_windows(log_path).items()},
+        load_after=os.getloadavg(),
+    )
+    path = work / "results" / "default" / f"{args.preset}.json"
+    path.write_text(json.dumps(result, indent=1, default=str))
+    print(json.dumps(result, indent=1, default=str))
+    print(f"results: {path}")
+    return result
+
+
+def part_seconds(history: list[dict]) -> dict[str, float]:
+    """Training seconds per part (``rated``, ``like``; a plain model's epochs under ``model``)."""
+    seconds: dict[str, float] = {}
+    for h in history:
+        part = h.get("part", "model")
+        seconds[part] = seconds.get(part, 0.0) + h["seconds"]
+    return seconds
+
+
 def save(work: Path, result: dict) -> dict:
     result["load_after"] = os.getloadavg()
     path = work / "results" / f"{result['preset']}.json"
@@ -859,8 +923,18 @@ def main() -> None:
     t.add_argument("--repeats", type=int, default=3, help="timed runs of each size (median)")
     t.add_argument("--work", default=DEFAULT_WORK)
     t.add_argument("--max-users", type=int, default=20_000, dest="max_users")
+    d = sub.add_parser(
+        "default",
+        help="the pipeline with the project's default model (the hybrid) and --epochs 1: step "
+        "times and peak memory only; saved into WORK/results/default/PRESET.json",
+    )
+    d.add_argument("--preset", required=True, choices=["ml-100k", "ml-1m", "ml-10m", "ml-25m"])
+    d.add_argument("--work", default=DEFAULT_WORK)
     args = parser.parse_args()
-    commands = {"run": run, "report": report, "seed": seed_only, "throughput": score_throughput}
+    commands = {
+        "run": run, "report": report, "seed": seed_only, "throughput": score_throughput,
+        "default": run_default_model,
+    }  # fmt: skip
     commands[args.command](args)
 
 

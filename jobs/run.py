@@ -134,7 +134,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--top-k", type=int, dest="top_k", help="recommendations per user (default 10)"
     )
     parser.add_argument("--kind", choices=KINDS, help="model kind")
-    parser.add_argument("--epochs", type=int, help="maximum training epochs")
+    parser.add_argument(
+        "--epochs", type=int, help="maximum training epochs of every part (item-based ways too)"
+    )
     parser.add_argument("--hidden", type=int, dest="n_hidden", help="hidden units")
     parser.add_argument("--lr", type=float, help="learning rate")
     parser.add_argument("--seed", type=int, help="random seed")

@@ -538,7 +538,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", required=True, help="run folder holding ingest/ (local or URI)")
     parser.add_argument("--model", help="model folder to write (default OUT/model)")
     parser.add_argument("--kind", choices=KINDS, help="model kind (default from config: hybrid)")
-    parser.add_argument("--epochs", type=int, help="maximum training epochs")
+    parser.add_argument(
+        "--epochs", type=int, help="maximum training epochs of every part (item-based ways too)"
+    )
     parser.add_argument("--hidden", type=int, dest="n_hidden", help="hidden units")
     parser.add_argument("--lr", type=float, help="learning rate")
     parser.add_argument("--seed", type=int, help="random seed")
@@ -559,8 +561,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def train_overrides(args: argparse.Namespace) -> dict[str, dict[str, Any]]:
+    """The [train] settings the flags give; ``--epochs`` is every part's maximum, the
+    item-based ways' too (their ``[train.item]`` epochs default to 150, not ``train.epochs``)."""
     names = ("kind", "epochs", "n_hidden", "lr", "seed", "device", "distributed")
-    return {"train": {n: getattr(args, n, None) for n in names}}
+    train: dict[str, Any] = {n: getattr(args, n, None) for n in names}
+    if args.epochs is not None:
+        train["item"] = {"epochs": args.epochs}
+    return {"train": train}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

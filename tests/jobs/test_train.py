@@ -5,13 +5,34 @@ from __future__ import annotations
 
 import torch
 
-from jobs.train import distributed_parts, module_at, record_selection
+from jobs import run as run_job
+from jobs.common import parse_job_args, resolve_conf
+from jobs.train import (
+    distributed_parts,
+    module_at,
+    record_selection,
+    train_config_from,
+    train_overrides,
+)
 from rbmcore.ensemble import EnsembleTrainer, member_config
 from rbmcore.hybrid import HybridTrainer, model_for_config, trainer_for
 from rbmcore.refit import refit_config
 from rbmcore.training import TrainConfig
 
 CPU = torch.device("cpu")
+
+
+def test_the_epochs_flag_caps_every_part_the_item_based_ways_too():
+    argv = ["--out", "/tmp/unused", "--epochs", "1", "--set", "train.item.lr=0.02"]
+    args = parse_job_args("rbm-reco run", None, run_job.add_arguments, argv)
+    config = train_config_from(resolve_conf(args, train_overrides(args)))
+    rated = config.part("rated")
+    like = member_config(config.part("like"), 2)
+    assert [rated.epochs, rated.item_part().epochs, like.epochs, like.item_part().epochs] == [1] * 4
+    assert like.item_part().lr == 0.02  # the rest of [train.item] is kept
+    defaults = parse_job_args("rbm-reco run", None, run_job.add_arguments, ["--out", "/x"])
+    config = train_config_from(resolve_conf(defaults, train_overrides(defaults)))
+    assert config.part("rated").item_part().epochs == 150  # without the flag: the item default
 
 
 def test_a_hybrid_with_a_like_ensemble_is_cut_into_its_members():
