@@ -11,12 +11,15 @@
 # `rbm-reco train --device cuda`. Without them (a bare GPU box) it trains in-process with the
 # same rbmcore Trainer the train job runs on the driver, on the generated train.dat.
 # Then it scores every user on CUDA with rbmcore.scoring.recommend_csr (what the Spark
-# scoring UDF calls) and measures a plain torch.matmul GFLOP/s on the same GPU.
+# scoring UDF calls) and measures a plain torch.matmul GFLOP/s on the same GPU. Last,
+# bench/gpu_kinds.py trains every kind with its defaults (the default hybrid first; KIND_EPOCHS
+# epochs per part, then the refit) and scores it on CUDA, and compares with the CPU.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PYTHON=${PYTHON:-.venv/bin/python}
 WORK=${1:-/tmp/rbm-gpu-check}
 EPOCHS=${EPOCHS:-3}
+KIND_EPOCHS=${KIND_EPOCHS:-2}
 export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}" WORK EPOCHS
 mkdir -p "$WORK"
 since() { awk "BEGIN {printf \"%.1f\", $(date +%s.%N) - $1}"; }
@@ -110,3 +113,5 @@ gap = float(np.abs(on_gpu.scores - on_cpu.scores).max())
 print(f"top-10 on cuda vs on cpu (same weights): {same:.2%} of rows name the same movie, "
       f"max |score difference| {gap:.1e}")
 EOF
+
+"$PYTHON" bench/gpu_kinds.py --device cuda --preset ml-1m --epochs "$KIND_EPOCHS"

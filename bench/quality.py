@@ -50,6 +50,7 @@ from rbmcore.training import TrainConfig  # noqa: E402
 from rbmcore.twoway import TwoWayRBM  # noqa: E402
 
 K = 10
+CPU = torch.device("cpu")
 VAL_FRACTION = 0.1  # the same per-user holdout rbm-reco train carves (TrainConfig.val_fraction)
 BATCH_USERS = 100  # ingest.batch_size
 USER_ONLY = "-user"  # a kind's row with the user-based RBM alone (no item-based part)
@@ -300,17 +301,18 @@ def run_als(spark, split: Split, seed: int, implicit: bool, params: dict) -> Res
 
 
 # -- rbm-reco kinds -----------------------------------------------------------------------
-def train_rbm(train: RatingsCSR, config: TrainConfig):
+def train_rbm(train: RatingsCSR, config: TrainConfig, device: torch.device = CPU):
     """What ``rbm-reco train`` does, in process: per-user validation carve, shuffled batches of
     100 users, the kind's trainer with early stopping, then (``config.refit``) the retraining
-    on all of ``train``; returns (final model, selection trainer, refit trainer or None)."""
+    on all of ``train``, on ``device``; returns (final model, selection trainer, refit trainer
+    or None)."""
     fit_part, held = split_holdout(train, config.val_fraction, np.random.default_rng(config.seed))
     order = np.random.default_rng(config.seed).permutation(len(fit_part))
     batches = [order[s : s + BATCH_USERS] for s in range(0, len(order), BATCH_USERS)]
     generator = torch.Generator().manual_seed(config.seed)
     model = model_for_config(config, train.n_items, generator, len(fit_part))
     model.init_visible_biases(fit_part)
-    trainer = trainer_for(model, config, torch.device("cpu"))
+    trainer = trainer_for(model, config, device)
     trainer.fit(fit_part, batches, (fit_part, held))
     if not config.refit:
         return trainer.model, trainer, None

@@ -1,0 +1,95 @@
+"""Every model kind trained and scored on one device, in process (no Spark, no files).
+
+    .venv/bin/python bench/gpu_kinds.py --device cuda [--preset ml-1m] [--epochs 2]
+    .venv/bin/python bench/gpu_kinds.py --device cpu --preset ml-100k --epochs 1   # dry run
+
+The code the train job runs on the driver (``bench.quality.train_rbm``: validation carve,
+the kind's trainer with early stopping, the refit on all ratings) and the scoring UDF's
+(``rbmcore.scoring.recommend_csr``), for each kind with its defaults (the default hybrid
+first) on the preset's train split generated in memory, ``--epochs`` for every part. Then
+the same weights score on the CPU and the top-10 lists are compared. Prints one line per kind
+(seconds of training and of scoring every user); exits 1 if any kind failed, after trying
+all of them. ``bench/gpu_check.sh`` runs it on CUDA.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+import traceback
+from pathlib import Path
+
+import numpy as np
+import torch
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+from bench.quality import train_rbm  # noqa: E402
+from bench.scale import generated_train  # noqa: E402
+from rbmcore.data import RatingsCSR  # noqa: E402
+from rbmcore.device import choose_device  # noqa: E402
+from rbmcore.models import KINDS  # noqa: E402
+from rbmcore.scoring import recommend_csr  # noqa: E402
+from rbmcore.training import TrainConfig  # noqa: E402
+
+TOP_K = 10
+
+
+def synchronize(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def check_kind(kind: str, csr: RatingsCSR, device: torch.device, epochs: int) -> str:
+    """Train ``kind`` on ``device`` (``epochs`` for every part), score every user there and
+    on the CPU with the same weights; one line saying how long and how alike."""
+    config = TrainConfig(kind=kind, epochs=epochs, item={"epochs": epochs}, device=str(device))
+    start = time.perf_counter()
+    model, _, _ = train_rbm(csr, config, device)
+    synchronize(device)
+    train_s = time.perf_counter() - start
+    model = model.to(device).eval()
+    recommend_csr(model, csr.slice(0, 100), TOP_K, device=device)  # warm-up
+    synchronize(device)
+    start = time.perf_counter()
+    here = recommend_csr(model, csr, TOP_K, device=device)
+    synchronize(device)
+    score_s = time.perf_counter() - start
+    on_cpu = recommend_csr(model.to("cpu"), csr, TOP_K, device="cpu")
+    same = np.mean(here.items == on_cpu.items)
+    gap = float(np.abs(here.scores - on_cpu.scores).max())
+    return (
+        f"{kind}: train {train_s:.1f} s ({epochs} epoch(s) per part + refit), score "
+        f"{len(csr):,} users {score_s:.3f} s ({len(csr) / score_s:,.0f} users/s) on {device}; "
+        f"top-{TOP_K} vs cpu, same weights: {same:.2%} same movies, max |score diff| {gap:.1e}"
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--device", default="auto", help="auto (cuda if available), cpu, cuda")
+    parser.add_argument("--preset", default="ml-1m", choices=["ml-100k", "ml-1m"])
+    parser.add_argument("--epochs", type=int, default=2, help="epochs of every part")
+    parser.add_argument("--kinds", default="hybrid,binary,softmax,rated")
+    args = parser.parse_args(argv)
+    device = choose_device(args.device)
+    csr, n_items, _ = generated_train(args.preset)
+    print(f"{args.preset} train split: {len(csr):,} users, {n_items:,} items, {csr.nnz:,} ratings")
+    failed = []
+    for kind in args.kinds.split(","):
+        if kind not in KINDS:
+            raise SystemExit(f"unknown kind {kind!r}; choose from {', '.join(KINDS)}")
+        try:
+            print(check_kind(kind, csr, device, args.epochs), flush=True)
+        except Exception:  # noqa: BLE001 - report every kind, then fail
+            failed.append(kind)
+            print(f"{kind}: FAILED on {device}\n{traceback.format_exc()}", flush=True)
+    if failed:
+        print(f"failed on {device}: {', '.join(failed)}")
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
