@@ -2,14 +2,15 @@
 
     .venv/bin/python bench/gpu_kinds.py --device cuda [--preset ml-1m] [--epochs 2]
     .venv/bin/python bench/gpu_kinds.py --device cpu --preset ml-100k --epochs 1   # dry run
+    .venv/bin/python bench/gpu_kinds.py --device cuda --preset ml-25m --epochs 1 --kinds hybrid
 
 The code the train job runs on the driver (``bench.quality.train_rbm``: validation carve,
 the kind's trainer with early stopping, the refit on all ratings) and the scoring UDF's
 (``rbmcore.scoring.recommend_csr``), for each kind with its defaults (the default hybrid
 first) on the preset's train split generated in memory, ``--epochs`` for every part. Then
-the same weights score on the CPU and the top-10 lists are compared. Prints one line per kind
-(seconds of training and of scoring every user); exits 1 if any kind failed, after trying
-all of them. ``bench/gpu_check.sh`` runs it on CUDA.
+the same weights score the first ``COMPARED_USERS`` users on the CPU and the top-10 lists are
+compared. Prints one line per kind (seconds of training per part and of scoring every user);
+exits 1 if any kind failed, after trying all of them. ``bench/gpu_check.sh`` runs it on CUDA.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from bench.quality import train_rbm  # noqa: E402
-from bench.scale import generated_train  # noqa: E402
+from bench.scale import generated_train, part_seconds  # noqa: E402
 from rbmcore.data import RatingsCSR  # noqa: E402
 from rbmcore.device import choose_device  # noqa: E402
 from rbmcore.models import KINDS  # noqa: E402
@@ -35,6 +36,7 @@ from rbmcore.scoring import recommend_csr  # noqa: E402
 from rbmcore.training import TrainConfig  # noqa: E402
 
 TOP_K = 10
+COMPARED_USERS = 10_000  # all of ml-1m's; the CPU's share of the check stays short at ml-25m
 
 
 def synchronize(device: torch.device) -> None:
@@ -47,9 +49,15 @@ def check_kind(kind: str, csr: RatingsCSR, device: torch.device, epochs: int) ->
     on the CPU with the same weights; one line saying how long and how alike."""
     config = TrainConfig(kind=kind, epochs=epochs, item={"epochs": epochs}, device=str(device))
     start = time.perf_counter()
-    model, _, _ = train_rbm(csr, config, device)
+    model, selection, refit = train_rbm(csr, config, device)
     synchronize(device)
     train_s = time.perf_counter() - start
+    parts = ", ".join(
+        f"{stage} {part} {seconds:.1f} s"
+        for trainer, stage in ((selection, "selection"), (refit, "refit"))
+        if trainer is not None
+        for part, seconds in part_seconds(trainer.history).items()
+    )
     model = model.to(device).eval()
     recommend_csr(model, csr.slice(0, 100), TOP_K, device=device)  # warm-up
     synchronize(device)
@@ -57,20 +65,24 @@ def check_kind(kind: str, csr: RatingsCSR, device: torch.device, epochs: int) ->
     here = recommend_csr(model, csr, TOP_K, device=device)
     synchronize(device)
     score_s = time.perf_counter() - start
-    on_cpu = recommend_csr(model.to("cpu"), csr, TOP_K, device="cpu")
-    same = np.mean(here.items == on_cpu.items)
-    gap = float(np.abs(here.scores - on_cpu.scores).max())
+    compared = csr.slice(0, min(len(csr), COMPARED_USERS))
+    on_cpu = recommend_csr(model.to("cpu"), compared, TOP_K, device="cpu")
+    rows = len(on_cpu.items)
+    same = np.mean(here.items[:rows] == on_cpu.items)
+    gap = float(np.abs(here.scores[:rows] - on_cpu.scores).max())
     return (
-        f"{kind}: train {train_s:.1f} s ({epochs} epoch(s) per part + refit), score "
+        f"{kind}: train {train_s:.1f} s ({epochs} epoch(s) per part + refit; {parts}), score "
         f"{len(csr):,} users {score_s:.3f} s ({len(csr) / score_s:,.0f} users/s) on {device}; "
-        f"top-{TOP_K} vs cpu, same weights: {same:.2%} same movies, max |score diff| {gap:.1e}"
+        f"top-{TOP_K} vs cpu, same weights, {len(compared):,} users: {same:.2%} same movies, "
+        f"max |score diff| {gap:.1e}"
     )
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--device", default="auto", help="auto (cuda if available), cpu, cuda")
-    parser.add_argument("--preset", default="ml-1m", choices=["ml-100k", "ml-1m"])
+    presets = ["ml-100k", "ml-1m", "ml-10m", "ml-25m"]
+    parser.add_argument("--preset", default="ml-1m", choices=presets)
     parser.add_argument("--epochs", type=int, default=2, help="epochs of every part")
     parser.add_argument("--kinds", default="hybrid,binary,softmax,rated")
     args = parser.parse_args(argv)
