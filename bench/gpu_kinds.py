@@ -16,6 +16,7 @@ exits 1 if any kind failed, after trying all of them. ``bench/gpu_check.sh`` run
 from __future__ import annotations
 
 import argparse
+import logging
 import sys
 import time
 import traceback
@@ -86,6 +87,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--epochs", type=int, default=2, help="epochs of every part")
     parser.add_argument("--kinds", default="hybrid,binary,softmax,rated")
     args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     device = choose_device(args.device)
     csr, n_items, _ = generated_train(args.preset)
     print(f"{args.preset} train split: {len(csr):,} users, {n_items:,} items, {csr.nnz:,} ratings")
