@@ -294,8 +294,10 @@ class CategoricalRBM(nn.Module):
         units = torch.cat([batch.items * self.n_states + model, batch.items * self.n_states + data])
         order = stable_order(units, self.n_items * self.n_states)
         counts = torch.bincount(units, minlength=self.n_items * self.n_states)
-        rows = torch.cat([batch.rows, batch.rows + batch.size])[order]
-        signs = torch.cat([scale.expand(batch.nnz), -scale.expand(batch.nnz)])[order]
+        rows = torch.cat([batch.rows, batch.rows + batch.size]).index_select(0, order)
+        signs = torch.cat([scale.expand(batch.nnz), -scale.expand(batch.nnz)]).index_select(
+            0, order
+        )
         table = torch.cat([p_model, p_data])
         starts = torch.cumsum(counts, 0) - counts
         return F.embedding_bag(rows, table, starts, mode="sum", per_sample_weights=signs)
