@@ -823,6 +823,55 @@ def render(results: list[dict]) -> str:
     return "\n".join(lines)
 
 
+def render_default(results: list[dict]) -> list[str]:
+    """The table of ``default`` runs (the project's default model), one column per preset."""
+    lines = [
+        "",
+        "### The default model",
+        "",
+        "The same pipeline with the project's default model (`hybrid`: the rated RBM and the "
+        "like ensemble, each part's defaults, validation carve and refit) instead of the bench's "
+        "one binary RBM, 1 epoch per part (`--epochs 1` caps the item-based ways too):",
+        "",
+        "```",
+        *[f".venv/bin/python bench/scale.py default --preset {r['preset']}" for r in results],
+        "```",
+        "",
+        "Each runs `rbm-reco "
+        + results[0]["command"].replace(results[0]["preset"], "PRESET")
+        + "`.",
+        "",
+        "| | " + " | ".join(r["preset"] for r in results) + " |",
+        "|---|" + "---|" * len(results),
+    ]
+
+    def row(name, fn):
+        lines.append(f"| {name} | " + " | ".join(fn(r) for r in results) + " |")
+
+    def parts(key):
+        return lambda r: ", ".join(f"{p} {s:.0f}" for p, s in r[key].items()) or "-"
+
+    row("kind", lambda r: r["kind"])
+    for step in ("ingest", "train", "score", "evaluate"):
+        row(f"{step} (s)", lambda r, s=step: f"{r['seconds'][s]:.0f}")
+    row("whole run (s)", lambda r: f"{r['wall_s']:.0f}")
+    row("train: selection epochs per part (s)", parts("train_part_s"))
+    row("train: refit epochs per part (s)", parts("refit_part_s"))
+    row("**peak RSS, all processes (MB)**", lambda r: f"**{r['memory_all']['total_mb']:,}**")
+    row("peak RSS, driver: Python + JVM (MB)", lambda r: f"{r['memory_all']['driver_mb']:,}")
+    row("peak RSS, Python workers (MB)", lambda r: f"{r['memory_all']['workers_mb']:,}")
+    for step in ("ingest", "train", "score", "evaluate"):
+        row(f"{step}: Python driver / JVM / workers (MB)",
+            lambda r, s=step: "{python_driver_mb:,} / {jvm_mb:,} / {workers_mb:,}".format(
+                **r["memory_by_step"][s]))  # fmt: skip
+    row("held-out nDCG@10 (generated data)",
+        lambda r: f"{r['metrics']['ndcg']:.3f}" if r.get("metrics") else "-")  # fmt: skip
+    notes = [f"{r['preset']}: {r['note']}" for r in results if r.get("note")]
+    if notes:
+        lines += ["", "Notes: " + "; ".join(notes) + "."]
+    return lines
+
+
 FLOP_NOTES = [
     "FLOP models: scoring = 2 x users x hidden x items (the dense hidden-to-visible product; "
     "masking, top-k and the sparse visible-to-hidden pass are overhead, not counted). "
@@ -877,6 +926,11 @@ def report(args: argparse.Namespace) -> None:
         raise SystemExit(f"no results under {args.work}/results")
     results.sort(key=lambda r: order.get(r["preset"], 9))
     section = render(results)
+    default_runs = Path(args.work, "results", "default").glob("*.json")
+    defaults = [json.loads(p.read_text()) for p in default_runs]
+    if defaults:
+        defaults.sort(key=lambda r: order.get(r["preset"], 9))
+        section = section.rstrip("\n") + "\n" + "\n".join(render_default(defaults)) + "\n"
     path = REPO / "BENCHMARKS.md"
     text = path.read_text() if path.exists() else "# Benchmarks\n"
     start = text.find(f"\n{SECTION}\n")
