@@ -74,10 +74,15 @@ log = logging.getLogger("rbm-reco.train")
 
 # [train] keys this job reads itself (not TrainConfig's): the number of data-parallel training
 # processes on the executors (0 = train on the driver) and whether they use GPUs; how the
-# training data are held (cache = auto/memory/stream, cache_budget_mb; load_training_data).
+# training data are held (cache = auto/memory/stream, cache_budget_mb; load_training_data);
+# how many users validation and the per-epoch test report score (eval_users; evaluation_sample).
 JOB_KEYS = frozenset(
-    {"distributed", "distributed_gpu", "distributed_timeout_s", "cache", "cache_budget_mb"}
-)
+    {
+        "distributed", "distributed_gpu", "distributed_timeout_s", "cache", "cache_budget_mb",
+        "eval_users",
+    }
+)  # fmt: skip
+DEFAULT_EVAL_USERS = 20_000
 
 
 def train_config_from(conf: dict[str, Any]) -> TrainConfig:
@@ -117,10 +122,11 @@ def load_training_data(spark, conf: dict[str, Any], config: TrainConfig, out: st
 
     Returns (fit_part, batches, validation, test, n_users, n_ratings). ``memory``: the whole
     CSR on the driver, ``batches`` its row positions per ingest batch, validation and test
-    over every user. ``stream``: ``batches`` is a ``StreamingBatches`` that reads a bounded
-    group of batches from the Parquet at a time (the driver's memory does not grow with the
-    number of users); validation, test and the visible-bias initialisation (``fit_part``)
-    use a bounded sample of users (the lowest batch ids, a quarter of the budget).
+    over every user (``evaluation_sample`` bounds what each epoch evaluates). ``stream``:
+    ``batches`` is a ``StreamingBatches`` that reads a bounded group of batches from the
+    Parquet at a time (the driver's memory does not grow with the number of users);
+    validation, test and the visible-bias initialisation (``fit_part``) use a bounded sample
+    of users (the lowest batch ids, a quarter of the budget).
     ``auto`` (the default) streams when the in-memory data would exceed
     ``train.cache_budget_mb`` (default 2048).
     """
@@ -167,6 +173,34 @@ def load_training_data(spark, conf: dict[str, Any], config: TrainConfig, out: st
     return fit_part, batches, validation, test, len(train), train.nnz
 
 
+def evaluation_sample(conf: dict[str, Any], fit_part, batches, validation, test):
+    """(validation, test) for the per-epoch evaluation and the validation choices (early
+    stopping, two-way weights, alpha): with more than ``train.eval_users`` training users
+    (default 20,000; 0 = all) in memory, only the users of the lowest batch ids up to that many
+    (ingest assigns batches by a hash of the user id, so they are a fixed pseudo-random
+    sample), and each epoch's evaluation costs the same at any data size. Streamed data are a
+    bounded sample already. The refit still trains on every rating (``all_training_data``).
+    ``batches``: row positions of ``fit_part`` in batch-id order; ``validation``, ``test``:
+    (context, target) pairs of CSRs, or None."""
+    limit = int(conf.get("train", {}).get("eval_users", DEFAULT_EVAL_USERS))
+    if limit < 0:
+        raise UsageError(f"train.eval_users must be >= 0 (0 = all users), got {limit}")
+    if limit == 0 or isinstance(batches, StreamingBatches) or len(fit_part) <= limit:
+        return validation, test
+    rows = np.sort(np.concatenate(batches)[:limit])
+    log.info(
+        "validation and the per-epoch test report on %d of %d training users (train.eval_users)",
+        len(rows),
+        len(fit_part),
+    )
+    if validation is not None:
+        validation = (validation[0].take(rows), validation[1].take(rows))
+    if test is not None:
+        keep = np.flatnonzero(np.isin(test[0].user_ids, fit_part.user_ids[rows]))
+        test = (test[0].take(keep), test[1].take(keep))
+    return validation, test
+
+
 def run_train(
     spark, conf: dict[str, Any], out: str, model_path: str | None = None, resume: bool = False
 ) -> dict[str, Any]:
@@ -198,6 +232,7 @@ def run_train(
     ckpt = checkpoint_dir(model_path)
     clear_stale_checkpoints(ckpt, resume)
     trainer = trainer_for(model, config, device, checkpoint_dir=ckpt, resume=resume)
+    evaluation, test = evaluation_sample(conf, fit_part, batches, validation, test)
     try:
         if isinstance(trainer, Trainer):  # one RBM: one checkpoint folder
             fit_resumable(
@@ -207,11 +242,11 @@ def run_train(
                 "the model",
                 train=fit_part,
                 batches=batches,
-                validation=validation,
+                validation=evaluation,
                 test=test,
             )
         else:  # hybrid / two-way: parts in turn, per-part checkpoints under ckpt
-            trainer.fit(fit_part, batches, validation, test)
+            trainer.fit(fit_part, batches, evaluation, test)
         refit = None
         if config.refit and validation is not None:
             every, every_batches = all_training_data(batches, validation)
@@ -283,8 +318,9 @@ def run_train_distributed(
     every = None
     if config.refit and validation is not None:
         every, _ = all_training_data(batches, validation)
+    evaluation, test = evaluation_sample(conf, fit_part, batches, validation, test)
     trainer, refit = train_with_distributor(
-        spark, conf, model, config, fit_part, batches, validation, test, every
+        spark, conf, model, config, fit_part, batches, evaluation, test, every
     )
     return save_artifact(
         spark, trainer, vocab.movie_ids, model_path, trainer.history, n_users, n_ratings, refit

@@ -3,17 +3,21 @@ distributed run (a hybrid's parts, an ensemble's members) and put back together.
 
 from __future__ import annotations
 
+import numpy as np
+import pytest
 import torch
 
 from jobs import run as run_job
-from jobs.common import parse_job_args, resolve_conf
+from jobs.common import UsageError, parse_job_args, resolve_conf
 from jobs.train import (
     distributed_parts,
+    evaluation_sample,
     module_at,
     record_selection,
     train_config_from,
     train_overrides,
 )
+from rbmcore.data import csr_from_pairs, split_holdout
 from rbmcore.ensemble import EnsembleTrainer, member_config
 from rbmcore.hybrid import HybridTrainer, model_for_config, trainer_for
 from rbmcore.refit import refit_config
@@ -33,6 +37,31 @@ def test_the_epochs_flag_caps_every_part_the_item_based_ways_too():
     defaults = parse_job_args("rbm-reco run", None, run_job.add_arguments, ["--out", "/x"])
     config = train_config_from(resolve_conf(defaults, train_overrides(defaults)))
     assert config.part("rated").item_part().epochs == 150  # without the flag: the item default
+
+
+def test_validation_and_the_test_report_use_the_users_of_the_first_batches_beyond_eval_users():
+    rng = np.random.default_rng(0)
+    users, items = np.repeat(np.arange(100, 150), 6), rng.integers(0, 40, 300)
+    train = csr_from_pairs(users, items, rng.integers(1, 6, 300), 40)
+    fit_part, held = split_holdout(train, 0.2, np.random.default_rng(1))
+    batches = np.array_split(rng.permutation(50), 5)  # in batch-id order, 10 users each
+    odd = np.flatnonzero(train.user_ids % 2)  # the test file has the odd users only
+    test = (train.take(odd), train.take(odd))
+    conf = {"train": {"eval_users": 20}}
+    (context, target), (test_context, _) = evaluation_sample(
+        conf, fit_part, batches, (fit_part, held), test
+    )
+    sample = np.sort(train.user_ids[np.concatenate(batches[:2])])
+    assert list(context.user_ids) == list(target.user_ids) == list(sample)
+    assert context.nnz == fit_part.take(np.searchsorted(train.user_ids, sample)).nnz
+    assert list(test_context.user_ids) == [u for u in sample if u % 2]
+    assert len(fit_part) == len(held) == 50  # the full validation pair (the refit's) is kept
+    for everyone in ({"train": {"eval_users": 0}}, {"train": {"eval_users": 50}}, {}):
+        pair = (fit_part, held)
+        validation, kept = evaluation_sample(everyone, fit_part, batches, pair, test)
+        assert validation is pair and kept is test
+    with pytest.raises(UsageError, match="eval_users"):
+        evaluation_sample({"train": {"eval_users": -1}}, fit_part, batches, None, test)
 
 
 def test_a_hybrid_with_a_like_ensemble_is_cut_into_its_members():
