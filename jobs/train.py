@@ -174,19 +174,21 @@ def load_training_data(spark, conf: dict[str, Any], config: TrainConfig, out: st
 
 
 def evaluation_sample(conf: dict[str, Any], fit_part, batches, validation, test):
-    """(validation, test) for the per-epoch evaluation and the validation choices (early
-    stopping, two-way weights, alpha): with more than ``train.eval_users`` training users
-    (default 20,000; 0 = all) in memory, only the users of the lowest batch ids up to that many
-    (ingest assigns batches by a hash of the user id, so they are a fixed pseudo-random
-    sample), and each epoch's evaluation costs the same at any data size. Streamed data are a
-    bounded sample already. The refit still trains on every rating (``all_training_data``).
+    """(fit_part, validation, test) with the per-epoch evaluation and the validation choices
+    (early stopping, two-way weights, alpha) bounded: with more than ``train.eval_users``
+    training users (default 20,000; 0 = all) in memory, only the users of the lowest batch ids
+    up to that many (ingest assigns batches by a hash of the user id, so they are a fixed
+    pseudo-random sample) keep their validation holdout and are evaluated; the other users'
+    held-out ratings go back into ``fit_part`` (they train). Each epoch's evaluation then costs
+    the same at any data size, and ``merge_rows(fit_part, validation[1])`` is still every
+    training rating (the refit's). Streamed data are a bounded sample already.
     ``batches``: row positions of ``fit_part`` in batch-id order; ``validation``, ``test``:
     (context, target) pairs of CSRs, or None."""
     limit = int(conf.get("train", {}).get("eval_users", DEFAULT_EVAL_USERS))
     if limit < 0:
         raise UsageError(f"train.eval_users must be >= 0 (0 = all users), got {limit}")
     if limit == 0 or isinstance(batches, StreamingBatches) or len(fit_part) <= limit:
-        return validation, test
+        return fit_part, validation, test
     rows = np.sort(np.concatenate(batches)[:limit])
     log.info(
         "validation and the per-epoch test report on %d of %d training users (train.eval_users)",
@@ -194,11 +196,13 @@ def evaluation_sample(conf: dict[str, Any], fit_part, batches, validation, test)
         len(fit_part),
     )
     if validation is not None:
-        validation = (validation[0].take(rows), validation[1].take(rows))
+        context, held = validation
+        fit_part = merge_rows(context, held.take(np.setdiff1d(np.arange(len(held)), rows)))
+        validation = (fit_part.take(rows), held.take(rows))
     if test is not None:
         keep = np.flatnonzero(np.isin(test[0].user_ids, fit_part.user_ids[rows]))
         test = (test[0].take(keep), test[1].take(keep))
-    return validation, test
+    return fit_part, validation, test
 
 
 def run_train(
@@ -214,6 +218,7 @@ def run_train(
     fit_part, batches, validation, test, n_users, n_ratings = load_training_data(
         spark, conf, config, out, vocab.n_items
     )
+    fit_part, validation, test = evaluation_sample(conf, fit_part, batches, validation, test)
     if isinstance(batches, StreamingBatches):
         config = user_based_only(config, "streamed training data (train.cache = stream)")
     log.info(
@@ -232,7 +237,6 @@ def run_train(
     ckpt = checkpoint_dir(model_path)
     clear_stale_checkpoints(ckpt, resume)
     trainer = trainer_for(model, config, device, checkpoint_dir=ckpt, resume=resume)
-    evaluation, test = evaluation_sample(conf, fit_part, batches, validation, test)
     try:
         if isinstance(trainer, Trainer):  # one RBM: one checkpoint folder
             fit_resumable(
@@ -242,14 +246,14 @@ def run_train(
                 "the model",
                 train=fit_part,
                 batches=batches,
-                validation=evaluation,
+                validation=validation,
                 test=test,
             )
         else:  # hybrid / two-way: parts in turn, per-part checkpoints under ckpt
-            trainer.fit(fit_part, batches, evaluation, test)
+            trainer.fit(fit_part, batches, validation, test)
         refit = None
         if config.refit and validation is not None:
-            every, every_batches = all_training_data(batches, validation)
+            every, every_batches = all_training_data(fit_part, batches, validation)
             refit = refit_on_all_ratings(
                 trainer, every, every_batches, checkpoint_dir=refit_dir(ckpt), resume=resume
             )
@@ -280,11 +284,11 @@ def clear_stale_checkpoints(ckpt: str, resume: bool) -> None:
             shutil.rmtree(folder, ignore_errors=True)
 
 
-def all_training_data(batches, validation):
+def all_training_data(fit_part, batches, validation):
     """(ratings, batches) of every training rating, the validation holdout included, for the
     refit: in memory the merged CSR and the same batches; streamed, the same batches without
     their holdout (the CSR then is the validation sample, for the visible-bias start only)."""
-    every = merge_rows(*validation)
+    every = merge_rows(fit_part, validation[1])
     if isinstance(batches, StreamingBatches):
         return every, batches.without_holdout()
     return every, batches
@@ -313,14 +317,14 @@ def run_train_distributed(
     fit_part, batches, validation, test, n_users, n_ratings = load_training_data(
         spark, in_memory, config, out, vocab.n_items
     )
+    fit_part, validation, test = evaluation_sample(conf, fit_part, batches, validation, test)
     model = model_for_config(config, vocab.n_items, torch.Generator().manual_seed(config.seed))
     model.init_visible_biases(fit_part)
     every = None
     if config.refit and validation is not None:
-        every, _ = all_training_data(batches, validation)
-    evaluation, test = evaluation_sample(conf, fit_part, batches, validation, test)
+        every, _ = all_training_data(fit_part, batches, validation)
     trainer, refit = train_with_distributor(
-        spark, conf, model, config, fit_part, batches, evaluation, test, every
+        spark, conf, model, config, fit_part, batches, validation, test, every
     )
     return save_artifact(
         spark, trainer, vocab.movie_ids, model_path, trainer.history, n_users, n_ratings, refit

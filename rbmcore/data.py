@@ -121,11 +121,19 @@ def split_holdout(
 
 
 def merge_rows(a: RatingsCSR, b: RatingsCSR) -> RatingsCSR:
-    """The union of two CSRs over the same rows (e.g. ``split_holdout``'s two parts), rows in
-    ``a``'s order, items ascending within a row."""
+    """The union of two CSRs whose ``b`` users are among ``a``'s (e.g. ``split_holdout``'s two
+    parts, or a sample of users' holdout), rows in ``a``'s order, items ascending within a
+    row."""
+    b_rows = b.row_of_entries()
     if not np.array_equal(a.user_ids, b.user_ids):
-        raise ValueError("merge_rows needs the same rows in the same order")
-    rows = np.concatenate([a.row_of_entries(), b.row_of_entries()])
+        if len(a) == 0:
+            raise ValueError("merge_rows needs every row of b among a's users")
+        order = np.argsort(a.user_ids, kind="stable")
+        found = order[np.searchsorted(a.user_ids, b.user_ids, sorter=order).clip(max=len(a) - 1)]
+        if not np.array_equal(a.user_ids[found], b.user_ids):
+            raise ValueError("merge_rows needs every row of b among a's users")
+        b_rows = found[b_rows]
+    rows = np.concatenate([a.row_of_entries(), b_rows])
     items = np.concatenate([a.items, b.items])
     order = np.lexsort((items, rows))
     indptr = np.zeros(len(a) + 1, dtype=np.int64)

@@ -17,7 +17,7 @@ from jobs.train import (
     train_config_from,
     train_overrides,
 )
-from rbmcore.data import csr_from_pairs, split_holdout
+from rbmcore.data import csr_from_pairs, merge_rows, split_holdout
 from rbmcore.ensemble import EnsembleTrainer, member_config
 from rbmcore.hybrid import HybridTrainer, model_for_config, trainer_for
 from rbmcore.refit import refit_config
@@ -41,25 +41,31 @@ def test_the_epochs_flag_caps_every_part_the_item_based_ways_too():
 
 def test_validation_and_the_test_report_use_the_users_of_the_first_batches_beyond_eval_users():
     rng = np.random.default_rng(0)
-    users, items = np.repeat(np.arange(100, 150), 6), rng.integers(0, 40, 300)
-    train = csr_from_pairs(users, items, rng.integers(1, 6, 300), 40)
+    users, items = np.repeat(np.arange(100, 150), 6), rng.permutation(np.tile(np.arange(40), 8))
+    train = csr_from_pairs(users, items[:300], rng.integers(1, 6, 300), 40)
     fit_part, held = split_holdout(train, 0.2, np.random.default_rng(1))
     batches = np.array_split(rng.permutation(50), 5)  # in batch-id order, 10 users each
     odd = np.flatnonzero(train.user_ids % 2)  # the test file has the odd users only
     test = (train.take(odd), train.take(odd))
     conf = {"train": {"eval_users": 20}}
-    (context, target), (test_context, _) = evaluation_sample(
+    sampled_fit, (context, target), (test_context, _) = evaluation_sample(
         conf, fit_part, batches, (fit_part, held), test
     )
-    sample = np.sort(train.user_ids[np.concatenate(batches[:2])])
-    assert list(context.user_ids) == list(target.user_ids) == list(sample)
-    assert context.nnz == fit_part.take(np.searchsorted(train.user_ids, sample)).nnz
-    assert list(test_context.user_ids) == [u for u in sample if u % 2]
-    assert len(fit_part) == len(held) == 50  # the full validation pair (the refit's) is kept
+    sample = np.sort(np.concatenate(batches[:2]))
+    assert list(context.user_ids) == list(target.user_ids) == list(train.user_ids[sample])
+    assert list(test_context.user_ids) == [u for u in train.user_ids[sample] if u % 2]
+    # the sample keeps its holdout; every other user trains on all of its ratings again
+    lengths = sampled_fit.row_lengths()
+    others = np.setdiff1d(np.arange(50), sample)
+    assert list(lengths[sample]) == list(fit_part.row_lengths()[sample])
+    assert list(lengths[others]) == list(train.row_lengths()[others])
+    assert target.nnz == held.take(sample).nnz > 0
+    every = merge_rows(sampled_fit, target)  # the refit's data: every training rating
+    assert every.nnz == train.nnz and np.array_equal(every.items, train.items)
     for everyone in ({"train": {"eval_users": 0}}, {"train": {"eval_users": 50}}, {}):
         pair = (fit_part, held)
-        validation, kept = evaluation_sample(everyone, fit_part, batches, pair, test)
-        assert validation is pair and kept is test
+        kept_fit, validation, kept = evaluation_sample(everyone, fit_part, batches, pair, test)
+        assert kept_fit is fit_part and validation is pair and kept is test
     with pytest.raises(UsageError, match="eval_users"):
         evaluation_sample({"train": {"eval_users": -1}}, fit_part, batches, None, test)
 

@@ -5,6 +5,7 @@ from rbmcore.data import (
     batches_from_assignment,
     csr_from_lists,
     csr_from_pairs,
+    merge_rows,
     split_holdout,
     to_batch,
 )
@@ -24,6 +25,22 @@ def test_csr_from_pairs_orders_users_and_items():
     assert csr.indptr.tolist() == [0, 1, 3, 6]
     assert csr.items.tolist() == [1, 0, 2, 0, 1, 3]
     assert csr.ratings.tolist() == [4, 5, 1, 2, 3, 4]
+
+
+def test_merge_rows_puts_a_subset_of_users_ratings_back_in_their_rows():
+    csr = small_csr()  # users 3, 7, 9
+    kept, held = split_holdout(csr, 0.5, np.random.default_rng(0))
+    assert held.nnz > 0
+    whole = merge_rows(kept, held)
+    assert whole.items.tolist() == csr.items.tolist()
+    assert whole.ratings.tolist() == csr.ratings.tolist()
+    some = held.take(np.array([2, 1]))  # users 9 and 7 only, in another order
+    merged = merge_rows(kept.take(np.array([2, 0, 1])), some)  # a's rows: 9, 3, 7
+    assert merged.user_ids.tolist() == [9, 3, 7]
+    assert merged.nnz == kept.nnz + some.nnz
+    assert merge_rows(merged, held.take(np.array([0]))).nnz == merged.nnz + held.take([0]).nnz
+    with pytest.raises(ValueError, match="among a's users"):
+        merge_rows(kept.take(np.array([0, 1])), held)  # user 9 is not in a
 
 
 def test_take_selects_rows_in_the_given_order():
