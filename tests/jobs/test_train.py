@@ -10,6 +10,7 @@ import torch
 from jobs import run as run_job
 from jobs.common import UsageError, parse_job_args, resolve_conf
 from jobs.train import (
+    all_training_data,
     distributed_parts,
     evaluation_sample,
     module_at,
@@ -68,6 +69,27 @@ def test_validation_and_the_test_report_use_the_users_of_the_first_batches_beyon
         assert kept_fit is fit_part and validation is pair and kept is test
     with pytest.raises(UsageError, match="eval_users"):
         evaluation_sample({"train": {"eval_users": -1}}, fit_part, batches, None, test)
+
+
+def test_a_two_way_model_trains_on_the_evaluation_sample_and_its_refit_gets_every_rating():
+    rng = np.random.default_rng(3)
+    users, items = np.repeat(np.arange(60), 8), rng.integers(0, 30, 480)
+    train = csr_from_pairs(users, items, rng.integers(1, 6, 480), 30)
+    train = train.take(np.flatnonzero(train.row_lengths() > 1))
+    fit_part, held = split_holdout(train, 0.2, np.random.default_rng(1))
+    batches = np.array_split(np.arange(len(train)), 6)
+    fit_part, validation, _ = evaluation_sample(
+        {"train": {"eval_users": 25}}, fit_part, batches, (fit_part, held), None
+    )
+    config = TrainConfig(kind="binary", n_hidden=4, epochs=1, n_models=1, item_based=True,
+                         item={"epochs": 1, "n_hidden": 3})  # fmt: skip
+    model = model_for_config(config, 30, torch.Generator().manual_seed(0), len(fit_part))
+    model.init_visible_biases(fit_part)
+    trainer = trainer_for(model, config, CPU)
+    trainer.fit(fit_part, batches, validation)  # the item states from every training rating
+    assert len(validation[0]) == 25 and trainer.history
+    every, _ = all_training_data(fit_part, batches, validation)
+    assert every.nnz == train.nnz and np.array_equal(every.user_ids, train.user_ids)
 
 
 def test_a_hybrid_with_a_like_ensemble_is_cut_into_its_members():
