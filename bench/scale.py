@@ -549,6 +549,16 @@ def machine() -> dict:
     }
 
 
+def pipeline_command(data: Path, out: Path, conf: Path, *extra: str) -> list[str]:
+    """``rbm-reco run --epochs 1`` on a generated preset's files in ``data``, local[CORES]."""
+    return [
+        str(BIN / "rbm-reco"), "run", "--ratings", str(data / "train.dat"),
+        "--test", str(data / "test.dat"), "--movies", str(data / "movies.dat"),
+        "--out", str(out), "--epochs", "1", *extra, "--conf", str(conf),
+        "--master", f"local[{CORES}]", "--dt", DT,
+    ]  # fmt: skip
+
+
 def run(args: argparse.Namespace) -> dict:
     work = Path(args.work)
     data, out = work / "data" / args.preset, work / "out" / args.preset
@@ -557,12 +567,7 @@ def run(args: argparse.Namespace) -> dict:
     conf.write_text(CONF)
     result: dict = {"preset": args.preset, "date": date.today().isoformat(), "machine": machine()}
     result["generate_s"], result["generate_reused"] = generate(args.preset, data)
-    cmd = [
-        str(BIN / "rbm-reco"), "run", "--ratings", str(data / "train.dat"),
-        "--test", str(data / "test.dat"), "--movies", str(data / "movies.dat"),
-        "--out", str(out), "--epochs", "1", "--kind", "binary", "--conf", str(conf),
-        "--master", f"local[{CORES}]", "--dt", DT,
-    ]  # fmt: skip
+    cmd = pipeline_command(data, out, conf, "--kind", "binary")
     result["command"] = " ".join(cmd[1:]).replace(str(work), "WORK")
     print("running:", " ".join(cmd), flush=True)
     log_path = work / "results" / f"{args.preset}.run.log"
@@ -621,12 +626,7 @@ def run_default_model(args: argparse.Namespace) -> dict:
     conf.write_text(DEFAULT_MODEL_CONF)
     result: dict = {"preset": args.preset, "date": date.today().isoformat(), "machine": machine()}
     result["generate_s"], result["generate_reused"] = generate(args.preset, data)
-    cmd = [
-        str(BIN / "rbm-reco"), "run", "--ratings", str(data / "train.dat"),
-        "--test", str(data / "test.dat"), "--movies", str(data / "movies.dat"),
-        "--out", str(out), "--epochs", "1", "--conf", str(conf),
-        "--master", f"local[{CORES}]", "--dt", DT,
-    ]  # fmt: skip
+    cmd = pipeline_command(data, out, conf)
     result["command"] = " ".join(cmd[1:]).replace(str(work), "WORK")
     print("running:", " ".join(cmd), flush=True)
     log_path = work / "results" / "default" / f"{args.preset}.run.log"
