@@ -35,7 +35,12 @@ sys.path.insert(0, str(REPO))
 
 from bench.machine import cpu_model, nproc  # noqa: E402
 from rbmcore import metrics  # noqa: E402
-from rbmcore.data import RatingsCSR, csr_from_pairs, split_holdout  # noqa: E402
+from rbmcore.data import (  # noqa: E402
+    RatingsCSR,
+    bounded_evaluation,
+    csr_from_pairs,
+    split_holdout,
+)
 from rbmcore.hybrid import model_for_config, trainer_for  # noqa: E402
 from rbmcore.refit import refit_on_all_ratings  # noqa: E402
 from rbmcore.scoring import predict_csr, recommend_csr  # noqa: E402
@@ -302,18 +307,20 @@ def run_als(spark, split: Split, seed: int, implicit: bool, params: dict) -> Res
 
 # -- rbm-reco kinds -----------------------------------------------------------------------
 def train_rbm(train: RatingsCSR, config: TrainConfig, device: torch.device = CPU):
-    """What ``rbm-reco train`` does, in process: per-user validation carve, shuffled batches of
-    100 users, the kind's trainer with early stopping, then (``config.refit``) the retraining
-    on all of ``train``, on ``device``; returns (final model, selection trainer, refit trainer
-    or None)."""
+    """What ``rbm-reco train`` does, in process: per-user validation carve (evaluated on at
+    most ``DEFAULT_EVAL_USERS`` users, the first batches', as the job does), shuffled batches
+    of 100 users, the kind's trainer with early stopping, then (``config.refit``) the
+    retraining on all of ``train``, on ``device``; returns (final model, selection trainer,
+    refit trainer or None)."""
     fit_part, held = split_holdout(train, config.val_fraction, np.random.default_rng(config.seed))
     order = np.random.default_rng(config.seed).permutation(len(fit_part))
     batches = [order[s : s + BATCH_USERS] for s in range(0, len(order), BATCH_USERS)]
+    fit_part, validation, _ = bounded_evaluation(fit_part, batches, (fit_part, held), None)
     generator = torch.Generator().manual_seed(config.seed)
     model = model_for_config(config, train.n_items, generator, len(fit_part))
     model.init_visible_biases(fit_part)
     trainer = trainer_for(model, config, device)
-    trainer.fit(fit_part, batches, (fit_part, held))
+    trainer.fit(fit_part, batches, validation)
     if not config.refit:
         return trainer.model, trainer, None
     refit = refit_on_all_ratings(trainer, train, batches)

@@ -51,7 +51,13 @@ from jobs.ingested import (  # noqa: E402
 )
 from jobs.report import LOSS_PLOT, plot_training  # noqa: E402
 from rbmcore.checkpoint import fit_resumable  # noqa: E402
-from rbmcore.data import batches_from_assignment, merge_rows, split_holdout  # noqa: E402
+from rbmcore.data import (  # noqa: E402
+    DEFAULT_EVAL_USERS,
+    batches_from_assignment,
+    bounded_evaluation,
+    merge_rows,
+    split_holdout,
+)
 from rbmcore.device import choose_device  # noqa: E402
 from rbmcore.ensemble import EnsembleRBM, EnsembleTrainer, member_config, member_name  # noqa: E402
 from rbmcore.hybrid import (  # noqa: E402
@@ -82,7 +88,6 @@ JOB_KEYS = frozenset(
         "eval_users",
     }
 )  # fmt: skip
-DEFAULT_EVAL_USERS = 20_000
 
 
 def train_config_from(conf: dict[str, Any]) -> TrainConfig:
@@ -174,35 +179,26 @@ def load_training_data(spark, conf: dict[str, Any], config: TrainConfig, out: st
 
 
 def evaluation_sample(conf: dict[str, Any], fit_part, batches, validation, test):
-    """(fit_part, validation, test) with the per-epoch evaluation and the validation choices
-    (early stopping, two-way weights, alpha) bounded: with more than ``train.eval_users``
-    training users (default 20,000; 0 = all) in memory, only the users of the lowest batch ids
-    up to that many (ingest assigns batches by a hash of the user id, so they are a fixed
-    pseudo-random sample) keep their validation holdout and are evaluated; the other users'
-    held-out ratings go back into ``fit_part`` (they train). Each epoch's evaluation then costs
-    the same at any data size, and ``merge_rows(fit_part, validation[1])`` is still every
-    training rating (the refit's). Streamed data are a bounded sample already.
-    ``batches``: row positions of ``fit_part`` in batch-id order; ``validation``, ``test``:
-    (context, target) pairs of CSRs, or None."""
+    """``rbmcore.data.bounded_evaluation`` with ``train.eval_users`` (default 20,000; 0 = all):
+    in memory, validation (early stopping, two-way weights, alpha) and the per-epoch test
+    report on the users of the lowest batch ids up to that many (ingest assigns batches by a
+    hash of the user id: a fixed pseudo-random sample), the other users' holdout trained on;
+    each epoch's evaluation then costs the same at any data size and the refit still gets
+    every rating. Streamed data are a bounded sample already. Returns (fit_part, validation,
+    test)."""
     limit = int(conf.get("train", {}).get("eval_users", DEFAULT_EVAL_USERS))
     if limit < 0:
         raise UsageError(f"train.eval_users must be >= 0 (0 = all users), got {limit}")
-    if limit == 0 or isinstance(batches, StreamingBatches) or len(fit_part) <= limit:
+    if isinstance(batches, StreamingBatches):
         return fit_part, validation, test
-    rows = np.sort(np.concatenate(batches)[:limit])
-    log.info(
-        "validation and the per-epoch test report on %d of %d training users (train.eval_users)",
-        len(rows),
-        len(fit_part),
-    )
-    if validation is not None:
-        context, held = validation
-        fit_part = merge_rows(context, held.take(np.setdiff1d(np.arange(len(held)), rows)))
-        validation = (fit_part.take(rows), held.take(rows))
-    if test is not None:
-        keep = np.flatnonzero(np.isin(test[0].user_ids, fit_part.user_ids[rows]))
-        test = (test[0].take(keep), test[1].take(keep))
-    return fit_part, validation, test
+    if 0 < limit < len(fit_part):
+        log.info(
+            "validation and the per-epoch test report on %d of %d training users "
+            "(train.eval_users)",
+            limit,
+            len(fit_part),
+        )
+    return bounded_evaluation(fit_part, batches, validation, test, limit)
 
 
 def run_train(
