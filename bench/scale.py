@@ -676,6 +676,18 @@ def save(work: Path, result: dict) -> dict:
 # -- the report --------------------------------------------------------------------------------
 
 
+def memory_rows(row, bold: str = "") -> None:
+    """The peak-memory rows of a results table (``row(name, fn)`` adds one)."""
+    row(f"{bold}peak RSS, all processes (MB){bold}",
+        lambda r: f"{bold}{r['memory_all']['total_mb']:,}{bold}")  # fmt: skip
+    row("peak RSS, driver: Python + JVM (MB)", lambda r: f"{r['memory_all']['driver_mb']:,}")
+    row("peak RSS, Python workers (MB)", lambda r: f"{r['memory_all']['workers_mb']:,}")
+    for step in ("ingest", "train", "score", "evaluate"):
+        row(f"{step}: Python driver / JVM / workers (MB)",
+            lambda r, s=step: "{python_driver_mb:,} / {jvm_mb:,} / {workers_mb:,}".format(
+                **r["memory_by_step"][s]))  # fmt: skip
+
+
 def render(results: list[dict]) -> str:
     m = results[0]["machine"]
     lines = [
@@ -741,13 +753,7 @@ def render(results: list[dict]) -> str:
     row("score, Spark job incl. export (s)", lambda r: f"{r['seconds']['score']:.0f}")
     row("evaluate (s)", lambda r: f"{r['seconds']['evaluate']:.0f}")
     row("whole run (s)", lambda r: f"{r['wall_s']:.0f}")
-    row("peak RSS, all processes (MB)", lambda r: f"{r['memory_all']['total_mb']:,}")
-    row("peak RSS, driver: Python + JVM (MB)", lambda r: f"{r['memory_all']['driver_mb']:,}")
-    row("peak RSS, Python workers (MB)", lambda r: f"{r['memory_all']['workers_mb']:,}")
-    for step in ("ingest", "train", "score", "evaluate"):
-        row(f"{step}: Python driver / JVM / workers (MB)",
-            lambda r, s=step: "{python_driver_mb:,} / {jvm_mb:,} / {workers_mb:,}".format(
-                **r["memory_by_step"][s]))  # fmt: skip
+    memory_rows(row)
     star = {True: " *", False: ""}
     row("train, streamed (256 MB budget): Python driver peak (MB)",
         lambda r: f"{r['stream_train']['memory']['python_driver_mb']:,}"
@@ -857,13 +863,7 @@ def render_default(results: list[dict]) -> list[str]:
     row("whole run (s)", lambda r: f"{r['wall_s']:.0f}")
     row("train: selection epochs per part (s)", parts("train_part_s"))
     row("train: refit epochs per part (s)", parts("refit_part_s"))
-    row("**peak RSS, all processes (MB)**", lambda r: f"**{r['memory_all']['total_mb']:,}**")
-    row("peak RSS, driver: Python + JVM (MB)", lambda r: f"{r['memory_all']['driver_mb']:,}")
-    row("peak RSS, Python workers (MB)", lambda r: f"{r['memory_all']['workers_mb']:,}")
-    for step in ("ingest", "train", "score", "evaluate"):
-        row(f"{step}: Python driver / JVM / workers (MB)",
-            lambda r, s=step: "{python_driver_mb:,} / {jvm_mb:,} / {workers_mb:,}".format(
-                **r["memory_by_step"][s]))  # fmt: skip
+    memory_rows(row, bold="**")
     row("held-out nDCG@10 (generated data)",
         lambda r: f"{r['metrics']['ndcg']:.3f}" if r.get("metrics") else "-")  # fmt: skip
     notes = [f"{r['preset']}: {r['note']}" for r in results if r.get("note")]
