@@ -259,6 +259,14 @@ def sample_of_logits(x: torch.Tensor, generator: torch.Generator | None = None) 
     return u.lt_(torch.sigmoid(x))
 
 
+def skip_sample(
+    shape: torch.Size, generator: torch.Generator | None, device: torch.device, dtype: torch.dtype
+) -> None:
+    """Advance ``generator`` past the uniforms ``sample_of_logits`` would draw for a sample of
+    ``shape`` without computing the sample."""
+    torch.rand(shape, generator=generator, device=device, dtype=dtype)
+
+
 def rated_dots(
     h: torch.Tensor,
     weights: torch.Tensor,

@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from rbmcore.data import RatingsCSR, UserBatch, sample_of_logits
+from rbmcore.data import RatingsCSR, UserBatch, sample_of_logits, skip_sample
 
 
 class RatedRBM(nn.Module):
@@ -94,15 +94,20 @@ class RatedRBM(nn.Module):
         """Scalar whose gradient is the CD-k update (summed over the ensemble's members)."""
         with torch.no_grad():
             h = sample_of_logits(self.hidden_input(batch), generator)
-            for _ in range(k):
+            for step in range(k):
                 v = sample_of_logits(self.visible_logits(h), generator)
-                h = sample_of_logits(self.dense_hidden_input(v), generator)
+                if step < k - 1:
+                    h = sample_of_logits(self.dense_hidden_input(v), generator)
+            # The chain's last hidden sample does not enter the gradient (F(v) sums it out),
+            # so its catalogue-wide product is skipped; its uniforms are still drawn, so the
+            # random stream -- and every trained model -- is the same as with the full chain.
+            skip_sample(h.shape, generator, h.device, h.dtype)
         return (self.data_free_energy(batch).mean(1) - self.dense_free_energy(v).mean(1)).sum()
 
     def reconstruction_nll(self, batch: UserBatch) -> torch.Tensor:
         """(batch * n_items,) binary cross-entropy of the mean-field reconstruction of the
         rated/unrated indicators (first ensemble member)."""
-        logits = self.visible_logits(self.hidden_probs(batch))[0]
+        logits = torch.addmm(self.b_v[0], self.hidden_probs(batch)[0], self.W[0].T)
         return F.binary_cross_entropy_with_logits(
             logits, batch.dense_mask().to(logits.dtype), reduction="none"
         ).flatten()

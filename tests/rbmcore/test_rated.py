@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from rbmcore.data import csr_from_lists, iter_row_chunks, to_batch
+from rbmcore.data import csr_from_lists, iter_row_chunks, sample_of_logits, to_batch
 from rbmcore.rated import RatedRBM
 from rbmcore.training import TrainConfig, Trainer
 
@@ -70,3 +70,31 @@ def test_learns_the_planted_co_occurrence():
     top = torch.topk(score, 5, dim=1).indices
     assert set(top[0].tolist()) <= set(range(10))
     assert set(top[1].tolist()) <= set(range(10, 20))
+
+
+def full_chain_gradient(model: RatedRBM, batch, k: int, generator: torch.Generator):
+    """The CD-k gradient of W written out with every hidden sample of the chain, the last one
+    included (the textbook chain ``cd_loss`` shortens)."""
+    with torch.no_grad():
+        h = sample_of_logits(model.hidden_input(batch), generator)
+        for _ in range(k):
+            v = sample_of_logits(model.visible_logits(h), generator)
+            h = sample_of_logits(model.dense_hidden_input(v), generator)
+    model.zero_grad()
+    gap = model.data_free_energy(batch).mean(1) - model.dense_free_energy(v).mean(1)
+    gap.sum().backward()
+    return model.W.grad.clone()
+
+
+def test_cd_loss_skips_the_last_hidden_sample_without_changing_the_update():
+    """The shortened chain gives the full chain's gradient exactly and leaves the generator
+    where the full chain does (so trained models do not depend on the shortcut)."""
+    batch = to_batch(two_taste_users(12, 4))
+    model = RatedRBM(N_ITEMS, 6, torch.Generator().manual_seed(4), init_std=0.3, n_models=2)
+    for k in (1, 3):
+        ours, reference = torch.Generator().manual_seed(9), torch.Generator().manual_seed(9)
+        expected = full_chain_gradient(model, batch, k, reference)
+        model.zero_grad()
+        model.cd_loss(batch, k, ours).backward()
+        assert torch.equal(model.W.grad, expected)
+        assert torch.equal(torch.rand(4, generator=ours), torch.rand(4, generator=reference))
