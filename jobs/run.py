@@ -38,8 +38,7 @@ from jobs.common import (  # noqa: E402
 from jobs.evaluate import one_line, run_evaluate  # noqa: E402
 from jobs.ingest import run_ingest  # noqa: E402
 from jobs.score import run_score, validate_dt  # noqa: E402
-from jobs.train import run_train, train_overrides  # noqa: E402
-from rbmcore.models import KINDS  # noqa: E402
+from jobs.train import add_training_arguments, run_train, train_overrides  # noqa: E402
 
 log = logging.getLogger("rbm-reco.run")
 
@@ -133,14 +132,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--top-k", type=int, dest="top_k", help="recommendations per user (default 10)"
     )
-    parser.add_argument("--kind", choices=KINDS, help="model kind")
-    parser.add_argument(
-        "--epochs", type=int, help="maximum training epochs of every part (item-based ways too)"
-    )
-    parser.add_argument("--hidden", type=int, dest="n_hidden", help="hidden units")
-    parser.add_argument("--lr", type=float, help="learning rate")
-    parser.add_argument("--seed", type=int, help="random seed")
-    parser.add_argument("--device", help="auto (cuda if available), cpu, cuda, cuda:N")
+    add_training_arguments(parser)
     parser.add_argument(
         "--max-bad-fraction",
         type=float,
@@ -150,7 +142,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--batch-size", type=int, dest="batch_size", help="users per training batch"
     )
-    parser.add_argument("--resume", action="store_true", help="resume training from its checkpoint")
     parser.add_argument(
         "--preset",
         default="ml-1m",

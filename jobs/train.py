@@ -570,9 +570,9 @@ def save_artifact(
     return meta
 
 
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--out", required=True, help="run folder holding ingest/ (local or URI)")
-    parser.add_argument("--model", help="model folder to write (default OUT/model)")
+def add_training_arguments(parser: argparse.ArgumentParser) -> None:
+    """The training flags ``rbm-reco train`` and ``rbm-reco run`` share (``train_overrides``
+    turns them into [train] settings)."""
     parser.add_argument("--kind", choices=KINDS, help="model kind (default from config: hybrid)")
     parser.add_argument(
         "--epochs", type=int, help="maximum training epochs of every part (item-based ways too)"
@@ -586,6 +586,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="continue from the last per-epoch checkpoint of an interrupted run",
     )
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--out", required=True, help="run folder holding ingest/ (local or URI)")
+    parser.add_argument("--model", help="model folder to write (default OUT/model)")
+    add_training_arguments(parser)
     parser.add_argument(
         "--distributed",
         type=int,

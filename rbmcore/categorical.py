@@ -48,6 +48,14 @@ def stable_order(keys: torch.Tensor, n_keys: int) -> torch.Tensor:
     return torch.from_numpy(order.astype(np.int64, copy=False))
 
 
+def flat_nonzero(mask: torch.Tensor) -> torch.Tensor:
+    """(n,) int64 positions of the True entries of a 1-d ``mask``, as ``mask.nonzero()``; on the
+    CPU numpy's ``flatnonzero`` (about 3x faster than torch's at a batch's size)."""
+    if mask.device.type != "cpu":
+        return mask.nonzero().squeeze(1)
+    return torch.from_numpy(np.flatnonzero(mask.numpy()).astype(np.int64, copy=False))
+
+
 @dataclass(frozen=True)
 class GibbsPlan:
     """What every Gibbs step and the CD gradient of one batch reuse, built once per update.
@@ -243,7 +251,7 @@ class CategoricalRBM(nn.Module):
                 plan.units + states, self.W.detach(), batch.offsets, mode="sum"
             )
             return summed + self.b_h.detach()
-        other = (states != plan.reference).nonzero().squeeze(1)
+        other = flat_nonzero(states != plan.reference)
         starts = torch.searchsorted(batch.rows.index_select(0, other), plan.row_ids)
         summed = F.embedding_bag(
             batch.items.index_select(0, other), plan.weights, starts, mode="sum"

@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from jobs import run as run_job
+from jobs import train as train_job
 from jobs.common import UsageError, parse_job_args, resolve_conf
 from jobs.train import (
     all_training_data,
@@ -38,6 +39,17 @@ def test_the_epochs_flag_caps_every_part_the_item_based_ways_too():
     defaults = parse_job_args("rbm-reco run", None, run_job.add_arguments, ["--out", "/x"])
     config = train_config_from(resolve_conf(defaults, train_overrides(defaults)))
     assert config.part("rated").item_part().epochs == 150  # without the flag: the item default
+
+
+def test_run_and_train_take_the_same_training_flags():
+    flags = ["--kind", "binary", "--epochs", "2", "--hidden", "7", "--lr", "0.1", "--seed", "3"]
+    flags += ["--device", "cpu", "--resume"]
+    run_args = parse_job_args("rbm-reco run", None, run_job.add_arguments, ["--out", "/x", *flags])
+    train_args = parse_job_args("rbm-reco train", None, train_job.add_arguments,
+                                ["--out", "/x", *flags])  # fmt: skip
+    overrides = train_overrides(run_args)
+    assert overrides == train_overrides(train_args)
+    assert overrides["train"]["n_hidden"] == 7 and run_args.resume and train_args.resume
 
 
 def test_validation_and_the_test_report_use_the_users_of_the_first_batches_beyond_eval_users():
