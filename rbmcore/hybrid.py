@@ -19,14 +19,16 @@ import torch
 from torch import nn
 
 from rbmcore.categorical import STATES_BY_KIND
-from rbmcore.data import RatingsCSR, UserBatch
+from rbmcore.data import RatingsCSR, UserBatch, to_batch
 from rbmcore.ensemble import EnsembleRBM, EnsembleTrainer
+from rbmcore.scoring import ranked_rows, top_k_unseen, users_per_chunk
 from rbmcore.training import (
     AUTO_ITEM_CELLS,
+    RANKING_K,
     PartsTrainer,
     TrainConfig,
     Trainer,
-    ranking_quality,
+    ranking_quality_of,
 )
 from rbmcore.twoway import TwoWayRBM, TwoWayTrainer, build_two_way, use_all_ratings
 
@@ -212,13 +214,45 @@ def choose_alpha(
     grid: tuple[float, ...] = ALPHA_GRID,
 ) -> tuple[float, dict[float, float]]:
     """The alpha of ``grid`` with the best validation nDCG@10 (ties: the smaller alpha)."""
-    scores: dict[float, float] = {}
-    for alpha in grid:
-        model.alpha.fill_(alpha)
-        scores[alpha] = ranking_quality(model, context, target, device)["ndcg"]
+    scores = alpha_grid_quality(model, context, target, device, grid)
     best = max(grid, key=lambda a: (scores[a], -a))
     model.alpha.fill_(best)
     return best, scores
+
+
+@torch.no_grad()
+def alpha_grid_quality(
+    model: HybridRBM,
+    context: RatingsCSR,
+    target: RatingsCSR,
+    device: torch.device,
+    grid: tuple[float, ...],
+    chunk_users: int | None = None,
+) -> dict[float, float]:
+    """{alpha: validation nDCG@10} for every alpha of ``grid``: the numbers of
+    ``ranking_quality`` with ``model.alpha`` set to each, but both sub-models score each chunk
+    of users (``recommend_csr``'s chunks) once; only the combination and the top-k are
+    repeated per alpha. Leaves ``model.alpha`` at the grid's last value."""
+    k = min(RANKING_K, context.n_items)  # recommendations per user; the metrics cut at RANKING_K
+    chunk = chunk_users or users_per_chunk(context.n_items, model.n_states)
+    found: dict[float, list[tuple[np.ndarray, ...]]] = {alpha: [] for alpha in grid}
+    for start in range(0, len(context), chunk):
+        sub = context.slice(start, min(start + chunk, len(context)))
+        batch = to_batch(sub, device)
+        p_rated = model.rated.score_all(batch)["p_rated"]
+        p_like = model.like.score_all(batch)["p_like"]
+        for alpha in grid:
+            model.alpha.fill_(alpha)
+            top_values, top_indices = top_k_unseen(model.combine(p_rated, p_like), batch, k)
+            rows, ranks, items, _ = ranked_rows(top_indices, torch.isfinite(top_values), {})
+            found[alpha].append((sub.user_ids[rows], items, ranks))
+    quality = {}
+    for alpha, parts in found.items():
+        users, items, ranks = [np.concatenate(c) for c in zip(*parts, strict=True)] or [
+            np.zeros(0, np.int64)
+        ] * 3
+        quality[alpha] = ranking_quality_of(users, items, ranks, target, RANKING_K)["ndcg"]
+    return quality
 
 
 class HybridTrainer(PartsTrainer):

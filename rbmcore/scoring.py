@@ -160,16 +160,33 @@ def recommend_batch(
         outputs_top = {"score": values, "p_like": values}
     else:
         outputs = model.score_all(batch)
-        score = outputs["score"]
-        mask_seen(score, batch)
-        top_values, top_indices = torch.topk(score, k, dim=1, sorted=True)
+        top_values, top_indices = top_k_unseen(outputs["score"], batch, k)
         finite = torch.isfinite(top_values)
         outputs_top = {"score": top_values}
         for name, values in outputs.items():
             if name != "score":
                 outputs_top[name] = values.gather(1, top_indices)
-    rows = torch.arange(batch.size, device=finite.device).unsqueeze(1).expand(-1, k)
-    ranks = torch.arange(1, k + 1, device=finite.device).unsqueeze(0).expand(batch.size, -1)
+    return ranked_rows(top_indices, finite, outputs_top)
+
+
+def top_k_unseen(
+    score: torch.Tensor, batch: UserBatch, k: int
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """(values, indices), (batch, k) each, of the ``k`` best unseen items per user; score:
+    (batch, n_items), the seen items set to -inf in place (a user with fewer than ``k`` unseen
+    items gets -inf values at the end)."""
+    mask_seen(score, batch)
+    return torch.topk(score, k, dim=1, sorted=True)
+
+
+def ranked_rows(
+    top_indices: torch.Tensor, finite: torch.Tensor, outputs_top: dict[str, torch.Tensor]
+):
+    """``recommend_batch``'s numpy result from (batch, k) top indices, which of them are real
+    (``finite``) and per-output (batch, k) values at them."""
+    size, k = top_indices.shape
+    rows = torch.arange(size, device=finite.device).unsqueeze(1).expand(-1, k)
+    ranks = torch.arange(1, k + 1, device=finite.device).unsqueeze(0).expand(size, -1)
     if bool(finite.all()):  # the usual case: every user has >= k unseen items
         rows, ranks = rows.reshape(-1), ranks.reshape(-1)
         items = top_indices.reshape(-1)

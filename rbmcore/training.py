@@ -237,8 +237,15 @@ def ranking_quality(
     """P@k, R@k, nDCG@k, MAP@k of the model's top-k unseen items (``context`` = what the users
     are known to have rated) against ``target`` (their held-out items, any rating)."""
     recs = recommend_csr(model, context, k, device)
+    return ranking_quality_of(recs.user_ids, recs.items, recs.ranks, target, k)
+
+
+def ranking_quality_of(
+    user_ids: np.ndarray, items: np.ndarray, ranks: np.ndarray, target: RatingsCSR, k: int
+) -> dict[str, float]:
+    """``ranking_quality``'s numbers from recommendations already made, (n,) each."""
     rel_users = np.repeat(target.user_ids, target.row_lengths())
-    out = metrics.ranking_metrics(recs.user_ids, recs.items, recs.ranks, rel_users, target.items, k)
+    out = metrics.ranking_metrics(user_ids, items, ranks, rel_users, target.items, k)
     out.pop("n_users", None)
     return out
 
