@@ -131,6 +131,8 @@ class ItemBasedRBM(nn.Module):
             return {"score": p_rated, "p_rated": p_rated}, known
         size, states = batch.size, inner.n_states
         w = inner.W.view(self.n_users, states, inner.n_hidden)[cols]  # (batch, K, hidden)
+        if inner.kind == "binary":  # a softmax over 2 states: the sigmoid of their difference
+            return {"score": (p_like := self._binary_p_like(w, cols)), "p_like": p_like}, known
         logits = (self.item_hidden @ w.reshape(size * states, -1).T).view(-1, size, states)
         logits = logits.transpose(0, 1) + inner.b_v[cols].unsqueeze(1) + self.item_offsets
         probs = torch.softmax(logits, dim=-1)  # (batch, n_items, K)
@@ -140,6 +142,18 @@ class ItemBasedRBM(nn.Module):
         if rating is not None:
             out["pred_rating"] = rating
         return out, known
+
+    def _binary_p_like(self, w: torch.Tensor, cols: torch.Tensor) -> torch.Tensor:
+        """(batch, n_items) P(like) of a binary inner RBM, w: (batch, 2, hidden) the users'
+        weights: one (batch, hidden) @ (hidden, n_items) product of the weight differences and
+        a sigmoid, written in place (as ``CategoricalRBM.all_p_like``), instead of a
+        (batch, n_items, 2) softmax (about 9x slower at the ml-25m catalogue)."""
+        b_v, offsets = self.inner.b_v[cols], self.item_offsets
+        logits = torch.addmm(
+            (offsets[:, 1] - offsets[:, 0]).unsqueeze(0), w[:, 1] - w[:, 0], self.item_hidden.T
+        )
+        logits += (b_v[:, 1] - b_v[:, 0]).unsqueeze(1)
+        return logits.sigmoid_()
 
     def score_all(self, batch: UserBatch) -> dict[str, torch.Tensor]:
         """``score_all_known``'s outputs alone (for the part's own validation)."""

@@ -78,10 +78,19 @@ class TwoWayRBM(nn.Module):
     def _blend(self, user_out: dict, item_out: dict, known: torch.Tensor) -> dict:
         w = torch.where(known, self.weight, torch.ones_like(self.weight))
         w = w.view(-1, *([1] * (next(iter(user_out.values())).dim() - 1)))
-        return {k: w * v + (1 - w) * item_out[k] for k, v in user_out.items()}
+        blends: dict[tuple[int, int], torch.Tensor] = {}  # outputs are often one tensor twice
+        for k, v in user_out.items():  # (score is p_like): blend each pair once
+            pair = (id(v), id(item_out[k]))
+            if pair not in blends:
+                blends[pair] = w * v + (1 - w) * item_out[k]
+        return {k: blends[(id(v), id(item_out[k]))] for k, v in user_out.items()}
 
     def score_all(self, batch: UserBatch) -> dict[str, torch.Tensor]:
-        """(batch, n_items) each: the user-based kind's outputs, blended."""
+        """(batch, n_items) each: the user-based kind's outputs, blended. With a user-based
+        weight of 1 the blend is the user-based outputs exactly, so the item-based part is
+        not scored."""
+        if float(self.weight) == 1.0:
+            return self.user.score_all(batch)
         item_out, known = self.item.score_all_known(batch)
         return self._blend(self.user.score_all(batch), item_out, known)
 

@@ -107,6 +107,9 @@ def test_blend_weight_and_unknown_users(kind):
     for key, value in user_out.items():
         torch.testing.assert_close(out[key][:4], 0.3 * value[:4] + 0.7 * item_out[key][:4])
         torch.testing.assert_close(out[key][4:], value[4:])  # strangers: user-based alone
+    model.weight.fill_(1.0)  # the item-based part is skipped: exactly the user-based outputs
+    out = model.score_all(batch)
+    assert all(torch.equal(out[key], value) for key, value in user_out.items())
 
 
 def test_two_way_artifact_round_trip(tmp_path):
