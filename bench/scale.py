@@ -626,8 +626,9 @@ def run_default_model(args: argparse.Namespace) -> dict:
     conf.write_text(DEFAULT_MODEL_CONF)
     result: dict = {"preset": args.preset, "date": date.today().isoformat(), "machine": machine()}
     result["generate_s"], result["generate_reused"] = generate(args.preset, data)
-    cmd = pipeline_command(data, out, conf)
+    cmd = pipeline_command(data, out, conf, *(["--resume"] if args.resume else []))
     result["command"] = " ".join(cmd[1:]).replace(str(work), "WORK")
+    result["resumed"] = args.resume
     print("running:", " ".join(cmd), flush=True)
     log_path = work / "results" / "default" / f"{args.preset}.run.log"
     rc, samples, wall = run_monitored(cmd, log_path)
@@ -984,6 +985,12 @@ def main() -> None:
     )
     d.add_argument("--preset", required=True, choices=["ml-100k", "ml-1m", "ml-10m", "ml-25m"])
     d.add_argument("--work", default=DEFAULT_WORK)
+    d.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue an interrupted default run of this preset (rbm-reco run --resume: ingest "
+        "again, skip the training parts its checkpoints finished)",
+    )
     args = parser.parse_args()
     commands = {
         "run": run, "report": report, "seed": seed_only, "throughput": score_throughput,
