@@ -132,7 +132,8 @@ class ItemBasedRBM(nn.Module):
         size, states = batch.size, inner.n_states
         w = inner.W.view(self.n_users, states, inner.n_hidden)[cols]  # (batch, K, hidden)
         if inner.kind == "binary":  # a softmax over 2 states: the sigmoid of their difference
-            return {"score": (p_like := self._binary_p_like(w, cols)), "p_like": p_like}, known
+            p_like = self._binary_p_like(w, cols)
+            return {"score": p_like, "p_like": p_like}, known
         logits = (self.item_hidden @ w.reshape(size * states, -1).T).view(-1, size, states)
         logits = logits.transpose(0, 1) + inner.b_v[cols].unsqueeze(1) + self.item_offsets
         probs = torch.softmax(logits, dim=-1)  # (batch, n_items, K)
