@@ -72,10 +72,16 @@ def load_user_rows(
     spark, path: str, n_items: int, with_batches: bool = False
 ) -> tuple[RatingsCSR, np.ndarray | None]:
     """Per-user rows of a train/test split, ordered by user id (sorted here, on the driver: no
-    Spark shuffle), plus the batch ids if asked."""
+    Spark shuffle), plus the batch ids if asked. A local folder is read with pyarrow directly;
+    through Spark (other file systems) every row passes the driver JVM's heap on its way."""
     require(spark, path, "ingested ratings")
     columns = ["user_id", "items", "ratings"] + (["batch"] if with_batches else [])
-    table = spark.read.parquet(path).select(*columns).toArrow().sort_by("user_id")
+    dataset = parquet_dataset(path)
+    if dataset is not None:
+        table = dataset.to_table(columns=columns)
+    else:
+        table = spark.read.parquet(path).select(*columns).toArrow()
+    table = table.sort_by("user_id")
     csr = csr_from_arrow(table, n_items)
     batches = table.column("batch").to_numpy().astype(np.int64) if with_batches else None
     return csr, batches

@@ -37,6 +37,7 @@ from jobs.common import (  # noqa: E402
 )
 from jobs.evaluate import one_line, run_evaluate  # noqa: E402
 from jobs.ingest import run_ingest  # noqa: E402
+from jobs.memory import release_memory  # noqa: E402
 from jobs.score import run_score, validate_dt  # noqa: E402
 from jobs.train import add_training_arguments, run_train, train_overrides  # noqa: E402
 
@@ -81,10 +82,13 @@ def run_pipeline(spark, conf: dict[str, Any], args: argparse.Namespace) -> dict[
             ratings, test, movies = generate_default_data(args.out, args.preset, 0)
     with timed("ingest", timings):
         ingest = run_ingest(spark, conf, ratings, args.out, test=test, movies=movies)
+    release_memory(spark)
     with timed("train", timings):
         model = run_train(spark, conf, args.out, resume=args.resume)
+    release_memory(spark)
     with timed("score", timings):
         export = run_score(spark, conf, args.out, dt)
+    release_memory(spark)
     metrics = None
     if test is not None:
         with timed("evaluate", timings):

@@ -68,11 +68,18 @@ def model_on_worker(broadcast) -> tuple[Any, np.ndarray]:
 
         from rbmcore.models import model_from_tensors
 
-        tensors = {k: torch.from_numpy(np.array(v)) for k, v in payload["tensors"].items()}
-        cached = (model_from_tensors(payload["hyper"], tensors), np.asarray(payload["movie_ids"]))
+        # the model's tensors share the broadcast's arrays (one copy per worker, not two)
+        tensors = {k: torch.from_numpy(writable(v)) for k, v in payload["tensors"].items()}
+        model = model_from_tensors(payload["hyper"], tensors, share=True)
+        cached = (model, np.asarray(payload["movie_ids"]))
         _MODEL_CACHE.clear()
         _MODEL_CACHE[payload["model_id"]] = cached
     return cached
+
+
+def writable(array: np.ndarray) -> np.ndarray:
+    """``array`` itself when numpy lets it be written (torch.from_numpy needs that), else a copy."""
+    return array if array.flags.writeable else array.copy()
 
 
 def set_task_threads() -> None:

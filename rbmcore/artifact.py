@@ -157,7 +157,7 @@ def load_model(
         )
     model_tensors = {k: v for k, v in tensors.items() if not k.startswith("extra.")}
     try:
-        model = model_from_tensors(meta["hyperparameters"], model_tensors)
+        model = model_from_tensors(meta["hyperparameters"], model_tensors, share=True)
     except (RuntimeError, KeyError, ValueError) as exc:
         raise ModelFileError(f"model in {folder} does not match its metadata: {exc}") from exc
     return LoadedModel(model.to(device), movie_ids, meta)

@@ -55,10 +55,15 @@ def build_model(
     return model
 
 
-def model_from_tensors(hyper: dict[str, Any], tensors: dict[str, torch.Tensor]):
-    """Rebuild a model from its saved hyperparameters and tensors (shapes checked by torch)."""
+def model_from_tensors(
+    hyper: dict[str, Any], tensors: dict[str, torch.Tensor], share: bool = False
+):
+    """Rebuild a model from its saved hyperparameters and tensors (shapes checked by torch).
+    ``share``: the model's parameters and buffers are ``tensors`` themselves, not copies (for
+    tensors nothing else holds, e.g. just read from a file: one copy of the weights in memory,
+    not two)."""
     params = {k: v for k, v in hyper.items() if k not in _NOT_BUILD_PARAMS}
     model = build_model(hyper["kind"], int(hyper["n_items"]), int(hyper["n_hidden"]), **params)
-    model.load_state_dict(tensors, strict=True)
+    model.load_state_dict(tensors, strict=True, assign=share)
     model.eval()
     return model

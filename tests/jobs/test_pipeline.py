@@ -13,7 +13,7 @@ from jobs.common import load_conf
 from jobs.evaluate import run_evaluate
 from jobs.ingest import run_ingest
 from jobs.ingested import load_user_rows, load_vocabulary
-from jobs.score import run_score
+from jobs.score import model_on_worker, model_payload, run_score, writable
 from jobs.train import run_train
 from rbmcore.artifact import load_model
 from rbmcore.scoring import recommend_csr
@@ -76,6 +76,41 @@ def test_spark_scoring_equals_in_process_scoring(u1_run, spark):
     assert np.array_equal(spark_recs["user_id"], local["user_id"])
     assert np.array_equal(spark_recs["movie_id"], local["movie_id"])
     assert np.allclose(spark_recs["score"], local["score"], atol=1e-5, rtol=0)
+
+
+def test_local_training_rows_are_what_spark_reads(u1_run, spark):
+    """``load_user_rows`` reads a local folder with pyarrow, not through the driver JVM: the
+    same users, rated items, ratings and batch ids as Spark reads from the Parquet."""
+    out, _, _, _ = u1_run
+    vocab = load_vocabulary(spark, out)
+    csr, batches = load_user_rows(spark, layout.train_ratings(out), vocab.n_items, True)
+    rows = spark.read.parquet(layout.train_ratings(out)).toPandas().sort_values("user_id")
+    assert len(csr) == len(rows) == 943 and csr.nnz == 80000  # u1.base
+    assert np.array_equal(csr.user_ids, rows["user_id"])
+    assert np.array_equal(batches, rows["batch"])
+    assert np.array_equal(csr.row_lengths(), rows["items"].map(len))
+    assert np.array_equal(csr.items, np.concatenate(rows["items"].tolist()))
+    assert np.array_equal(csr.ratings, np.concatenate(rows["ratings"].tolist()))
+
+
+def test_worker_model_shares_the_broadcast_arrays(u1_run):
+    """A scoring worker's model uses the broadcast's (writable) arrays in place: one copy of
+    the weights per worker; a read-only array is copied (torch needs writable memory)."""
+    out, _, _, _ = u1_run
+    payload = model_payload(load_model(layout.model_dir(out)))
+
+    class Broadcast:  # what the worker sees of pyspark's Broadcast: its value
+        value = payload
+
+    model, _ = model_on_worker(Broadcast())
+    state = model.state_dict()
+    assert len(state) == len(payload["tensors"]) > 10  # the default: 3 two-way RBMs
+    assert all(state[k].data_ptr() == v.ctypes.data for k, v in payload["tensors"].items())
+    weights = payload["tensors"]["members.0.user.W"]
+    frozen = weights.copy()
+    frozen.flags.writeable = False
+    assert writable(frozen) is not frozen and np.array_equal(writable(frozen), frozen)
+    assert writable(weights) is weights
 
 
 def test_manifest_and_marker_written_with_the_data(u1_run):

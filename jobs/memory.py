@@ -1,0 +1,70 @@
+"""Host memory of the job's processes: freed tensors go back to the operating system.
+
+glibc's ``malloc`` raises its mmap threshold (up to 32 MB) every time a large block is freed;
+from then on the (users, items) temporaries of training and scoring come from the heap, where
+small long-lived allocations made between them pin the freed space. Measured at ml-10m
+(BENCHMARKS.md ``## Memory``): the hybrid's alpha search grew the driver to 3.3-4.7 GB while it
+held well under 1 GB of live data, and none of it was returned afterwards.
+
+``configure_allocator`` (this process) and ``WORKER_ALLOCATOR_ENV`` (Spark's Python workers,
+through ``spark.executorEnv.*``) fix the threshold at 1 MB, so every larger block is a mapping
+of its own, unmapped when freed, and let torch back its large blocks by transparent huge pages
+(``THP_MEM_ALLOC_ENABLE``), which keeps the page faults of those mappings cheap. A value the
+user already set in the environment wins. Without glibc (macOS, musl) the threshold stays
+the platform's.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import gc
+import logging
+import os
+
+log = logging.getLogger("rbm-reco")
+
+MMAP_THRESHOLD_BYTES = 1 << 20
+M_MMAP_THRESHOLD = -3  # glibc's mallopt parameter number
+WORKER_ALLOCATOR_ENV = {
+    "MALLOC_MMAP_THRESHOLD_": str(MMAP_THRESHOLD_BYTES),
+    "THP_MEM_ALLOC_ENABLE": "1",
+}
+
+
+def glibc():
+    """glibc as a ctypes library, or None on a platform without it."""
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        return libc if hasattr(libc, "mallopt") and hasattr(libc, "malloc_trim") else None
+    except OSError:
+        return None
+
+
+def configure_allocator() -> bool:
+    """Fix this process's mmap threshold (unless ``MALLOC_MMAP_THRESHOLD_`` is set) and turn
+    on torch's huge pages (unless ``THP_MEM_ALLOC_ENABLE`` is set). Call it before the first
+    large tensor: torch reads its variable at its first large allocation. Returns whether the
+    threshold was set here."""
+    os.environ.setdefault("THP_MEM_ALLOC_ENABLE", WORKER_ALLOCATOR_ENV["THP_MEM_ALLOC_ENABLE"])
+    if "MALLOC_MMAP_THRESHOLD_" in os.environ:
+        return False
+    libc = glibc()
+    if libc is None:
+        return False
+    return bool(libc.mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD_BYTES))
+
+
+def release_memory(spark=None) -> None:
+    """Between the steps of one process (``rbm-reco run``): collect Python's reference cycles,
+    hand glibc's free pages back (``malloc_trim``) and, with ``spark``, ask the driver JVM for
+    full GCs, after which it gives its unused heap back (ingest leaves several GB there)."""
+    gc.collect()
+    libc = glibc()
+    if libc is not None:
+        libc.malloc_trim(0)
+    if spark is not None:
+        # measured: one full GC leaves the heap committed, the second shrinks it (objects
+        # released by the first one's cleaners are only collected by the next)
+        for _ in range(2):
+            spark.sparkContext._jvm.System.gc()
