@@ -162,10 +162,10 @@ def under_spark_submit() -> bool:
 
 def get_spark(conf: dict[str, Any], master: str | None = None):
     """The SparkSession for a job; master from --master, the config, spark-submit, or local[*].
-    Sets the allocator of this process and of the Python workers (``jobs.memory``)."""
+    Sets this process's allocator first (``jobs.memory``)."""
     from pyspark.sql import SparkSession
 
-    from jobs.memory import WORKER_ALLOCATOR_ENV, configure_allocator
+    from jobs.memory import configure_allocator
 
     configure_allocator()
 
@@ -183,9 +183,7 @@ def get_spark(conf: dict[str, Any], master: str | None = None):
         os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
         os.environ.setdefault("PYSPARK_DRIVER_PYTHON", sys.executable)
         builder = builder.config("spark.pyspark.python", os.environ["PYSPARK_PYTHON"])
-    settings = {f"spark.executorEnv.{k}": v for k, v in WORKER_ALLOCATOR_ENV.items()}
-    settings.update(spark_conf.get("conf", {}))
-    for key, value in settings.items():
+    for key, value in spark_conf.get("conf", {}).items():
         builder = builder.config(key, str(value))
     builder = builder.config("spark.sql.execution.arrow.pyspark.enabled", "true")
     spark = builder.getOrCreate()

@@ -6,32 +6,28 @@ small long-lived allocations made between them pin the freed space. Measured at 
 (BENCHMARKS.md ``## Memory``): the hybrid's alpha search grew the driver to 3.3-4.7 GB while it
 held well under 1 GB of live data, and none of it was returned afterwards.
 
-``configure_allocator`` (this process) and ``WORKER_ALLOCATOR_ENV`` (Spark's Python workers,
-through ``spark.executorEnv.*``) fix the threshold at 1 MB, so every larger block is a mapping
-of its own, unmapped when freed, and let torch back its large blocks by transparent huge pages
-(``THP_MEM_ALLOC_ENABLE``), which keeps the page faults of those mappings cheap. A value the
-user already set in the environment wins. Without glibc (macOS, musl) the threshold stays
-the platform's.
+``configure_allocator`` (called by every job's driver in ``jobs.common.get_spark`` and by
+each scoring worker before it builds its model) fixes the threshold at 1 MB, so every larger
+block is a mapping of its own, unmapped when freed, and lets torch back its large blocks by
+transparent huge pages (``THP_MEM_ALLOC_ENABLE``), which keeps the page faults of those
+mappings cheap. A value already set in the process's environment wins (for the workers:
+``spark.executorEnv.MALLOC_MMAP_THRESHOLD_`` / ``spark.executorEnv.THP_MEM_ALLOC_ENABLE``).
+Without glibc (macOS, musl) the threshold stays the platform's.
 """
 
 from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import functools
 import gc
-import logging
 import os
-
-log = logging.getLogger("rbm-reco")
 
 MMAP_THRESHOLD_BYTES = 1 << 20
 M_MMAP_THRESHOLD = -3  # glibc's mallopt parameter number
-WORKER_ALLOCATOR_ENV = {
-    "MALLOC_MMAP_THRESHOLD_": str(MMAP_THRESHOLD_BYTES),
-    "THP_MEM_ALLOC_ENABLE": "1",
-}
 
 
+@functools.cache
 def glibc():
     """glibc as a ctypes library, or None on a platform without it."""
     try:
@@ -46,7 +42,7 @@ def configure_allocator() -> bool:
     on torch's huge pages (unless ``THP_MEM_ALLOC_ENABLE`` is set). Call it before the first
     large tensor: torch reads its variable at its first large allocation. Returns whether the
     threshold was set here."""
-    os.environ.setdefault("THP_MEM_ALLOC_ENABLE", WORKER_ALLOCATOR_ENV["THP_MEM_ALLOC_ENABLE"])
+    os.environ.setdefault("THP_MEM_ALLOC_ENABLE", "1")
     if "MALLOC_MMAP_THRESHOLD_" in os.environ:
         return False
     libc = glibc()

@@ -36,6 +36,7 @@ from jobs.common import (  # noqa: E402
 )
 from jobs.export import publish_date  # noqa: E402
 from jobs.ingested import load_vocabulary, require  # noqa: E402
+from jobs.memory import configure_allocator  # noqa: E402
 
 log = logging.getLogger("rbm-reco.score")
 
@@ -60,7 +61,9 @@ def model_payload(loaded) -> dict[str, Any]:
 
 
 def model_on_worker(broadcast) -> tuple[Any, np.ndarray]:
-    """The model built from a broadcast, once per Python worker process."""
+    """The model built from a broadcast, once per Python worker process (whose allocator is
+    configured first, ``jobs.memory``)."""
+    configure_allocator()
     payload = broadcast.value  # deserialised once per worker process by pyspark
     cached = _MODEL_CACHE.get(payload["model_id"])
     if cached is None:
