@@ -3,8 +3,8 @@
 glibc's ``malloc`` raises its mmap threshold (up to 32 MB) every time a large block is freed;
 from then on the (users, items) temporaries of training and scoring come from the heap, where
 small long-lived allocations made between them pin the freed space. Measured at ml-10m
-(BENCHMARKS.md ``## Memory``): the hybrid's alpha search grew the driver to 3.3-4.7 GB while it
-held well under 1 GB of live data, and none of it was returned afterwards.
+(``bench/allocator.py``, BENCHMARKS.md ``## Memory``): the hybrid's alpha search grew the
+process to 3.4 GB while it held under 1 GB of live data (0.8 GB with the settings below).
 
 ``configure_allocator`` (called by every job's driver in ``jobs.common.get_spark`` and by
 each scoring worker before it builds its model) fixes the threshold at 1 MB, so every larger
