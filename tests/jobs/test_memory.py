@@ -2,7 +2,6 @@
 of memory between the steps of ``rbm-reco run``."""
 
 import os
-import pickle
 import subprocess
 import sys
 import time
@@ -12,8 +11,7 @@ import pytest
 import torch
 
 from jobs.memory import release_memory
-from jobs.score import model_payload
-from rbmcore.artifact import load_model, save_model
+from rbmcore.artifact import save_model
 from rbmcore.models import build_model
 from tests.conftest import REPO
 
@@ -72,10 +70,10 @@ def in_fresh_process(setup: str, check: str, *args: str) -> str:
 CONFIGURED = "from jobs.memory import configure_allocator; assert configure_allocator()"
 # what a scoring worker runs first: its model from the broadcast (a stand-in holding the value)
 WORKER = """
-import pickle
-from jobs.score import model_on_worker
+from jobs.score import model_on_worker, model_payload
+from rbmcore.artifact import load_model
 class Broadcast:
-    value = pickle.load(open(sys.argv[1], "rb"))
+    value = model_payload(load_model(sys.argv[1]))
 model_on_worker(Broadcast())
 """
 
@@ -96,9 +94,7 @@ def test_configured_allocator_maps_big_blocks_and_returns_freed_score_blocks():
 def test_scoring_worker_configures_its_allocator(tmp_path):
     model = build_model("binary", 20, 4, torch.Generator().manual_seed(0))
     save_model(tmp_path / "model", model, np.arange(20), {})
-    payload = tmp_path / "payload.pkl"
-    payload.write_bytes(pickle.dumps(model_payload(load_model(tmp_path / "model"))))
-    assert in_fresh_process(WORKER, "big_blocks_are_mappings", str(payload)) == "True"
+    assert in_fresh_process(WORKER, "big_blocks_are_mappings", str(tmp_path / "model")) == "True"
 
 
 def test_release_memory_gives_the_driver_jvm_heap_back(spark):
