@@ -251,7 +251,12 @@ def run_train(
         if config.refit and validation is not None:
             every, every_batches = all_training_data(fit_part, batches, validation)
             refit = refit_on_all_ratings(
-                trainer, every, every_batches, checkpoint_dir=refit_dir(ckpt), resume=resume
+                trainer,
+                every,
+                every_batches,
+                checkpoint_dir=refit_dir(ckpt),
+                resume=resume,
+                release_selected=True,
             )
     except FloatingPointError as exc:  # the message names the kept checkpoint
         raise FloatingPointError(f"{exc}; the model at {model_path} is unchanged") from exc

@@ -66,6 +66,7 @@ def refit_on_all_ratings(
     checkpoint_dir: str | Path | None = None,
     resume: bool = False,
     device: torch.device | None = None,
+    release_selected: bool = False,
 ) -> Any:
     """Train a fresh copy of ``selected``'s model on ``train`` (all training ratings, the
     validation holdout included; ``batches``: its row positions per user batch) without
@@ -73,10 +74,14 @@ def refit_on_all_ratings(
 
     ``checkpoint_dir``: per-epoch checkpoints (per part for hybrid / two-way models) so that
     ``resume`` continues an interrupted refit exactly. ``device``: default ``selected``'s.
+    ``release_selected``: free ``selected``'s weights once the refit has its choices (the
+    job saves the refit's model, so it needs one set of weights in memory, not two).
     """
     config = refit_config(selected)
     model = fresh_refit_model(config, train)
     copy_choices(selected.model, model)
+    if release_selected:
+        release_weights(selected)
     trainer = trainer_for(
         model,
         config,
@@ -92,6 +97,16 @@ def refit_on_all_ratings(
     else:
         trainer.fit(train, batches)  # no validation: the copied weight / alpha stay
     return trainer
+
+
+def release_weights(trainer: Any) -> None:
+    """Free ``trainer``'s tensors: its model's parameters and buffers move to the ``meta``
+    device (shapes kept, no storage), and a ``Trainer``'s best-epoch copy and optimizer state
+    are dropped. Its config, history and validation choices stay."""
+    trainer.model.to(torch.device("meta"))
+    if isinstance(trainer, Trainer):
+        trainer.best_state = None
+        trainer.optimizer.state.clear()
 
 
 def describe(config) -> str:

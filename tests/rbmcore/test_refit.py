@@ -76,7 +76,10 @@ def test_hybrid_refit_keeps_every_choice_and_each_parts_best_epochs(tmp_path):
             [r for r in selected.history if r["part"] == part and r.get("way") == way]
         )
 
-    refit = refit_on_all_ratings(selected, every, batches, checkpoint_dir=tmp_path / "refit")
+    refit = refit_on_all_ratings(
+        selected, every, batches, checkpoint_dir=tmp_path / "refit", release_selected=True
+    )
+    assert all(t.is_meta for t in selected.model.state_dict().values())  # as the job runs it
 
     epochs = {
         (r["part"], r.get("way")): r["epoch"] for r in refit.history
@@ -96,3 +99,31 @@ def test_hybrid_refit_keeps_every_choice_and_each_parts_best_epochs(tmp_path):
     refit.model.rated.item.set_item_states(merge_rows(fit, held))
     for name, value in refit.model.rated.item.state_dict().items():
         torch.testing.assert_close(states[name], value)
+
+
+def test_release_selected_frees_the_selected_weights_and_gives_the_same_refit():
+    every = random_users(60, 3)
+    fit, held = split_holdout(every, 0.2, np.random.default_rng(2))
+    config = TrainConfig(kind="softmax", n_hidden=5, epochs=3, patience=2, item_based=False)
+    batches = iter_row_chunks(len(fit), 20)
+
+    def selected_trainer() -> Trainer:
+        model = model_for_config(config, N_ITEMS, torch.Generator().manual_seed(config.seed))
+        model.init_visible_biases(fit)
+        trainer = Trainer(model, config, CPU)
+        trainer.fit(fit, batches, (fit, held))
+        return trainer
+
+    kept, released = selected_trainer(), selected_trainer()
+    assert released.best_state is not None and released.optimizer.state
+    refit_kept = refit_on_all_ratings(kept, every, batches)
+    refit_released = refit_on_all_ratings(released, every, batches, release_selected=True)
+
+    for name, value in refit_kept.model.state_dict().items():
+        torch.testing.assert_close(refit_released.model.state_dict()[name], value, rtol=0, atol=0)
+    assert all(t.is_meta for t in released.model.state_dict().values())  # no storage left
+    assert released.best_state is None and not released.optimizer.state
+    assert not any(t.is_meta for t in kept.model.state_dict().values())
+    assert released.refit_settings() == kept.refit_settings()  # the job still reads these
+    assert released.best_epoch == kept.best_epoch
+    assert [r["val"] for r in released.history] == [r["val"] for r in kept.history]
