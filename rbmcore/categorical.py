@@ -14,9 +14,8 @@ Weights ``W[item * K + state, hidden]`` are shared by all users, so ``p(h | V)``
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -25,35 +24,25 @@ from rbmcore.data import (
     LIKE_THRESHOLD,
     RatingsCSR,
     UserBatch,
+    flat_nonzero,
+    item_major_dots,
+    item_major_pattern,
     rated_dots,
     rated_pattern,
     sample_of_logits,
+    stable_order,
 )
 
 STATES_BY_KIND = {"binary": 2, "softmax": 5}
 
 
-def stable_order(keys: torch.Tensor, n_keys: int) -> torch.Tensor:
-    """``torch.argsort(keys, stable=True)`` of integer keys in [0, n_keys). On the CPU numpy's
-    radix sort of 16-bit digits does it (one pass below 2**16 keys, two above): the same
-    permutation, about 10x faster than torch's sort at a batch's size."""
-    if keys.device.type != "cpu" or n_keys > 2**32:
-        return torch.argsort(keys, stable=True)
-    k = keys.numpy()
-    if n_keys <= 2**16:
-        order = np.argsort(k.astype(np.uint16), kind="stable")
-    else:  # least significant digit first; each pass keeps the order of equal digits
-        low = np.argsort((k & 0xFFFF).astype(np.uint16), kind="stable")
-        order = low[np.argsort((k[low] >> 16).astype(np.uint16), kind="stable")]
-    return torch.from_numpy(order.astype(np.int64, copy=False))
-
-
-def flat_nonzero(mask: torch.Tensor) -> torch.Tensor:
-    """(n,) int64 positions of the True entries of a 1-d ``mask``, as ``mask.nonzero()``; on the
-    CPU numpy's ``flatnonzero`` (about 3x faster than torch's at a batch's size)."""
-    if mask.device.type != "cpu":
-        return mask.nonzero().squeeze(1)
-    return torch.from_numpy(np.flatnonzero(mask.numpy()).astype(np.int64, copy=False))
+def state_count_gap(
+    base: torch.Tensor, data: torch.Tensor, model: torch.Tensor, n_units: int
+) -> torch.Tensor:
+    """(n_units,) float: per unit ``base + state`` (base: (nnz,) first unit of each entry), the
+    number of entries whose data state is there minus those whose model state is."""
+    counts = torch.bincount(torch.cat([base + data, base + model + n_units]), minlength=2 * n_units)
+    return counts[:n_units].sub(counts[n_units:]).float()
 
 
 @dataclass(frozen=True)
@@ -65,18 +54,22 @@ class GibbsPlan:
 
     units: (nnz,) ``items * K`` (state-0 unit of every rated item); weights: (n_items * C,
     hidden) detached hidden-to-visible weights; bias: (nnz, C) the visible logits' constant
-    part (item biases + user offsets); pattern: ``rated_pattern`` (batch, n_items * C).
-    K = 2 on the CPU only (else None): reference, the data's majority state; reference_input:
-    (batch, hidden) the hidden input if every entry were in that state; row_ids: 0..batch-1.
+    part (item biases + user offsets); pattern: ``rated_pattern`` (batch, n_items * C) whose
+    values are ``bias`` (added by the sampled product itself), None where the item-major one
+    is used. K = 2 on the CPU only (else None): reference, the data's majority state;
+    reference_input: (batch, hidden) the hidden input if every entry were in that state;
+    row_ids: 0..batch-1; item_pattern, to_rows: ``item_major_pattern`` with values ``bias``.
     """
 
     units: torch.Tensor
     weights: torch.Tensor
     bias: torch.Tensor
-    pattern: torch.Tensor
+    pattern: torch.Tensor | None
     reference: int | None = None
     reference_input: torch.Tensor | None = None
     row_ids: torch.Tensor | None = None
+    item_pattern: torch.Tensor | None = None
+    to_rows: torch.Tensor | None = None
 
 
 class _HiddenFreeEnergyGap(torch.autograd.Function):
@@ -169,12 +162,9 @@ class CategoricalRBM(nn.Module):
         A per-user visible-bias baseline (how often this user likes / gives each rating),
         computed from the user's observed ratings, scaled by the learned ``u_scale``.
         """
-        counts = torch.full(
-            (batch.size, self.n_states), prior / self.n_states, device=states.device
-        )
-        counts.index_put_(
-            (batch.rows, states), torch.ones_like(states, dtype=counts.dtype), accumulate=True
-        )
+        K = self.n_states
+        counts = torch.bincount(batch.rows * K + states, minlength=batch.size * K)
+        counts = counts.view(batch.size, K).float().add_(prior / K)
         freq = counts / counts.sum(1, keepdim=True)
         return torch.log(freq * self.n_states) * self.u_scale
 
@@ -231,27 +221,45 @@ class CategoricalRBM(nn.Module):
             )
         w = w.reshape(-1, self.n_hidden)
         bias = b_v.index_select(0, items) + offsets.index_select(0, batch.rows)
-        plan = GibbsPlan(items * K, w, bias, rated_pattern(batch, bias.shape[1], len(w)))
-        if K == 2 and items.device.type == "cpu":
-            reference = int(2 * int(data.sum()) >= len(data))
-            reference_input = self.plan_hidden_input(batch, plan, torch.full_like(data, reference))
-            row_ids = torch.arange(batch.size, device=items.device)
-            plan = replace(
-                plan, reference=reference, reference_input=reference_input, row_ids=row_ids
-            )
-        return plan
+        if K != 2 or items.device.type != "cpu":
+            pattern = rated_pattern(batch, bias.shape[1], len(w), values=bias.view(-1))
+            return GibbsPlan(items * K, w, bias, pattern)
+        reference = int(2 * int(data.sum()) >= len(data))
+        with torch.no_grad():
+            reference_input = self.hidden_input(batch, torch.full_like(data, reference))
+        item_pattern, to_rows = item_major_pattern(batch, self.n_items, bias.view(-1))
+        row_ids = torch.arange(batch.size, device=items.device)
+        return GibbsPlan(
+            items * K, w, bias, None, reference, reference_input, row_ids,
+            item_pattern, to_rows,
+        )  # fmt: skip
 
-    def plan_hidden_input(self, batch: UserBatch, plan: GibbsPlan, states: torch.Tensor):
-        """(batch, n_hidden) ``hidden_input`` of states: (nnz,), an ``embedding_bag`` over the
-        plan's units. With a reference state (K = 2, CPU): its hidden input plus +-(W1 - W0)
-        summed over the entries in the other state only, fewer rows gathered (like/dislike
-        data are skewed; the GPU has the bandwidth and no host sync for the selection)."""
+    def plan_encode(self, plan: GibbsPlan, states: torch.Tensor) -> torch.Tensor:
+        """(nnz,) states in the chain's encoding: with a reference state (K = 2, CPU), 1.0
+        where the entry is not in it, else 0.0 (what ``plan_sample_v`` draws and
+        ``plan_hidden_input`` reads, with no conversion per step); otherwise the states."""
+        if plan.reference is None:
+            return states
+        return (states != plan.reference).to(plan.weights.dtype)
+
+    def plan_states(self, plan: GibbsPlan, sample: torch.Tensor) -> torch.Tensor:
+        """(nnz,) int64 states of a sample in the chain's encoding (``plan_encode``)."""
+        if plan.reference is None:
+            return sample
+        return (sample != plan.reference).long()  # 1.0 = the other state, 1 - reference
+
+    def plan_hidden_input(self, batch: UserBatch, plan: GibbsPlan, sample: torch.Tensor):
+        """(batch, n_hidden) ``hidden_input`` of sample: (nnz,) states in the chain's encoding
+        (``plan_encode``), an ``embedding_bag`` over the plan's units. With a reference state
+        (K = 2, CPU): its hidden input plus +-(W1 - W0) summed over the entries in the other
+        state only, fewer rows gathered (like/dislike data are skewed; the GPU has the
+        bandwidth and no host sync for the selection)."""
         if plan.reference is None:
             summed = F.embedding_bag(
-                plan.units + states, self.W.detach(), batch.offsets, mode="sum"
+                plan.units + sample, self.W.detach(), batch.offsets, mode="sum"
             )
             return summed + self.b_h.detach()
-        other = flat_nonzero(states != plan.reference)
+        other = flat_nonzero(sample)
         starts = torch.searchsorted(batch.rows.index_select(0, other), plan.row_ids)
         summed = F.embedding_bag(
             batch.items.index_select(0, other), plan.weights, starts, mode="sum"
@@ -261,7 +269,10 @@ class CategoricalRBM(nn.Module):
     def plan_logits(self, h: torch.Tensor, batch: UserBatch, plan: GibbsPlan) -> torch.Tensor:
         """(nnz, C) the rated items' visible logits given h: (batch, n_hidden), one sampled
         product over the plan's pattern; with K = 2 the logit of state 1 minus state 0's."""
-        return plan.bias + rated_dots(h, plan.weights, batch, plan.bias.shape[1], plan.pattern)
+        if plan.item_pattern is not None:
+            return item_major_dots(h, plan.weights, plan.item_pattern, plan.to_rows).unsqueeze(1)
+        C = plan.bias.shape[1]
+        return rated_dots(h, plan.weights, batch, C, plan.pattern, add_values=True)
 
     def plan_sample_v(
         self,
@@ -270,13 +281,15 @@ class CategoricalRBM(nn.Module):
         plan: GibbsPlan,
         generator: torch.Generator | None = None,
     ) -> torch.Tensor:
-        """(nnz,) states sampled from p(v | h), h: (batch, n_hidden). With K = 2, state 1 with
-        probability sigmoid(logit difference) (one uniform each), else the softmax's inverse
-        CDF."""
+        """(nnz,) states sampled from p(v | h), h: (batch, n_hidden), in the chain's encoding
+        (``plan_encode``). With K = 2, state 1 with probability sigmoid(logit difference)
+        (``sample_of_logits``), else the softmax's inverse CDF."""
         logits = self.plan_logits(h, batch, plan)
-        u = torch.rand(logits.shape[0], 1, generator=generator, device=logits.device)
         if self.n_states == 2:
-            return (u < torch.sigmoid(logits)).squeeze(1).long()
+            if plan.reference is None:
+                return sample_of_logits(logits.squeeze(1), generator).long()
+            return sample_of_logits(logits.squeeze(1), generator, outcome=1 - plan.reference)
+        u = torch.rand(logits.shape[0], 1, generator=generator, device=logits.device)
         cdf = torch.softmax(logits, dim=-1).cumsum(-1)
         return (u > cdf).sum(-1).clamp_(max=self.n_states - 1)
 
@@ -298,17 +311,25 @@ class CategoricalRBM(nn.Module):
         """(n_items * K, n_hidden) ``scale`` x (p_model[row] summed onto each entry's model unit
         minus p_data[row] onto its data unit); model, data: (nnz,) states; p_*: (batch,
         n_hidden); scale: 0-dim. One ``embedding_bag`` whose bags are the units (entries sorted
-        by unit), its table both p's, its per-sample weights +-scale."""
-        units = torch.cat([batch.items * self.n_states + model, batch.items * self.n_states + data])
-        order = stable_order(units, self.n_items * self.n_states)
-        counts = torch.bincount(units, minlength=self.n_items * self.n_states)
-        rows = torch.cat([batch.rows, batch.rows + batch.size]).index_select(0, order)
-        signs = torch.cat([scale.expand(batch.nnz), -scale.expand(batch.nnz)]).index_select(
-            0, order
+        by unit) over the table scale x [p_model - p_data; p_model; -p_data]: an entry whose
+        chain ended in its data state adds one row (the difference) to its unit, the others
+        p_model to the model's unit and -p_data to the data's."""
+        K, B = self.n_states, batch.size
+        moved_mask = model != data
+        moved = flat_nonzero(moved_mask)
+        moved_items = batch.items.index_select(0, moved)
+        units = torch.cat([batch.items * K + data, moved_items * K + model.index_select(0, moved)])
+        rows = torch.cat(
+            [
+                torch.add(batch.rows, moved_mask, alpha=2 * B),  # the difference row, or -p_data
+                batch.rows.index_select(0, moved) + B,
+            ]
         )
-        table = torch.cat([p_model, p_data])
+        order = stable_order(units, self.n_items * K)
+        counts = torch.bincount(units, minlength=self.n_items * K)
+        table = torch.cat([p_model - p_data, p_model, -p_data]).mul_(scale)
         starts = torch.cumsum(counts, 0) - counts
-        return F.embedding_bag(rows, table, starts, mode="sum", per_sample_weights=signs)
+        return F.embedding_bag(rows.index_select(0, order), table, starts, mode="sum")
 
     def cd_loss(
         self, batch: UserBatch, k: int, generator: torch.Generator | None = None
@@ -334,14 +355,16 @@ class CategoricalRBM(nn.Module):
         offsets = self.user_offsets(batch, data)
         with torch.no_grad():
             plan = self.gibbs_plan(batch, offsets, data)
-            x_data = self.plan_hidden_input(batch, plan, data)
+            sample = self.plan_encode(plan, data)
+            x_data = self.plan_hidden_input(batch, plan, sample)
             nll = None
             if with_nll:
                 nll = self.states_nll(self.plan_logits(torch.sigmoid(x_data), batch, plan), data)
-            x, model = x_data, data
+            x = x_data
             for _ in range(k):
-                model = self.plan_sample_v(sample_of_logits(x, generator), batch, plan, generator)
-                x = self.plan_hidden_input(batch, plan, model)
+                sample = self.plan_sample_v(sample_of_logits(x, generator), batch, plan, generator)
+                x = self.plan_hidden_input(batch, plan, sample)
+            model = self.plan_states(plan, sample)
 
         def scatter(p_model: torch.Tensor, p_data: torch.Tensor, scale: torch.Tensor):
             return self.scatter_units(batch, model, data, p_model, p_data, scale)
@@ -353,17 +376,13 @@ class CategoricalRBM(nn.Module):
         self, batch: UserBatch, offsets: torch.Tensor, data: torch.Tensor, model: torch.Tensor
     ) -> torch.Tensor:
         """Scalar sum over the entries of the visible biases (b_v + user offsets) of the data
-        states minus those of the model states; offsets: (batch, K); data, model: (nnz,)."""
+        states minus those of the model states; offsets: (batch, K); data, model: (nnz,). As
+        (count of data minus model states per unit) . biases: its gradient is those counts,
+        not an index_add per entry."""
         K = self.n_states
-        b_v, offsets = self.b_v.view(-1), offsets.view(-1)
-        item_units, row_units = batch.items * K, batch.rows * K
-        data_bias = b_v.index_select(0, item_units + data) + offsets.index_select(
-            0, row_units + data
-        )
-        model_bias = b_v.index_select(0, item_units + model) + offsets.index_select(
-            0, row_units + model
-        )
-        return data_bias.sum() - model_bias.sum()
+        item_gap = state_count_gap(batch.items * K, data, model, self.n_items * K)
+        row_gap = state_count_gap(batch.rows * K, data, model, batch.size * K)
+        return (item_gap * self.b_v.view(-1)).sum() + (row_gap * offsets.reshape(-1)).sum()
 
     # -- prediction --------------------------------------------------------------------------
     def hidden_probs(self, batch: UserBatch) -> torch.Tensor:

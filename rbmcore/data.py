@@ -6,6 +6,7 @@ Nothing here ever builds a dense users x items matrix of the whole data.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -234,10 +235,13 @@ def batches_from_assignment(batch_ids: np.ndarray) -> list[np.ndarray]:
     return np.split(order, cuts)
 
 
-def rated_pattern(batch: UserBatch, n_states: int, width: int) -> torch.Tensor:
-    """The sparse (batch, width) CSR layout of ``batch``'s rated (row, item * K + state) cells,
-    values zero (width: the weights' rows, n_items * K): the pattern of ``rated_dots``, built
-    once and reused for every product of a batch."""
+def rated_pattern(
+    batch: UserBatch, n_states: int, width: int, values: torch.Tensor | None = None
+) -> torch.Tensor:
+    """The sparse (batch, width) CSR layout of ``batch``'s rated (row, item * K + state) cells
+    (width: the weights' rows, n_items * K): the pattern of ``rated_dots``, built once and
+    reused for every product of a batch. values: (nnz * K,) its values (default zeros), which
+    ``rated_dots(..., add_values=True)`` adds to the products."""
     import warnings
 
     K, nnz, device = n_states, batch.nnz, batch.items.device
@@ -247,16 +251,101 @@ def rated_pattern(batch: UserBatch, n_states: int, width: int) -> torch.Tensor:
     cols = (batch.items.unsqueeze(1) * K + torch.arange(K, device=device)).reshape(-1)
     with warnings.catch_warnings():  # "sparse CSR tensor support is in beta"
         warnings.simplefilter("ignore")
-        return torch.sparse_csr_tensor(
-            crow, cols, torch.zeros(nnz * K, device=device), size=(batch.size, width)
+        if values is None:
+            values = torch.zeros(nnz * K, device=device)
+        return torch.sparse_csr_tensor(crow, cols, values, size=(batch.size, width))
+
+
+def uniform16(
+    shape: torch.Size | tuple[int, ...], generator: torch.Generator | None, device: torch.device
+) -> torch.Tensor:
+    """(shape) uint16 integers uniform on 0..65535, four from each 64-bit draw of ``generator``:
+    on the CPU a third of the time of ``torch.rand`` for as many numbers (whose generator is
+    serial: one 32-bit draw per float), the largest serial cost of a CD chain."""
+    n = math.prod(shape)
+    draws = torch.empty((n + 3) // 4, dtype=torch.int64, device=device)
+    draws.random_(-(2**63), None, generator=generator)  # the full 64-bit range
+    return draws.view(torch.uint16)[:n].view(shape)
+
+
+def stable_order(keys: torch.Tensor, n_keys: int) -> torch.Tensor:
+    """``torch.argsort(keys, stable=True)`` of integer keys in [0, n_keys). On the CPU numpy's
+    radix sort of 16-bit digits does it (one pass below 2**16 keys, two above): the same
+    permutation, about 10x faster than torch's sort at a batch's size."""
+    if keys.device.type != "cpu" or n_keys > 2**32:
+        return torch.argsort(keys, stable=True)
+    k = keys.numpy()
+    if n_keys <= 2**16:
+        order = np.argsort(k.astype(np.uint16), kind="stable")
+    else:  # least significant digit first; each pass keeps the order of equal digits
+        low = np.argsort((k & 0xFFFF).astype(np.uint16), kind="stable")
+        order = low[np.argsort((k[low] >> 16).astype(np.uint16), kind="stable")]
+    return torch.from_numpy(order.astype(np.int64, copy=False))
+
+
+def flat_nonzero(mask: torch.Tensor) -> torch.Tensor:
+    """(n,) int64 positions of the nonzero entries of a 1-d ``mask`` (bool or 0/1 numbers), as
+    ``mask.nonzero()``; on the CPU numpy's ``flatnonzero`` of it as bool (about 3x faster than
+    torch's at a batch's size; numpy's own test of floats is 5x slower than the cast)."""
+    if mask.device.type != "cpu":
+        return mask.nonzero().squeeze(1)
+    return torch.from_numpy(np.flatnonzero(mask.bool().numpy()).astype(np.int64, copy=False))
+
+
+def item_major_pattern(
+    batch: UserBatch, n_items: int, values: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """``batch``'s rated cells as a sparse (n_items, batch) CSR pattern, entries grouped by item
+    (rows ascending within an item), with values: (nnz,) given in the batch's row order; and
+    (nnz,) ``to_rows``: position in that pattern of each entry in row order. The layout of
+    ``item_major_dots``. The item order comes from ``order``: (nnz,) the entries' positions
+    stably sorted by item."""
+    import warnings
+
+    device = batch.items.device
+    order = stable_order(batch.items, n_items)
+    crow = torch.zeros(n_items + 1, dtype=torch.int64, device=device)
+    torch.cumsum(torch.bincount(batch.items, minlength=n_items), 0, out=crow[1:])
+    to_rows = torch.empty_like(order).index_copy_(
+        0, order, torch.arange(len(order), device=device)
+    )
+    with warnings.catch_warnings():  # "sparse CSR tensor support is in beta"
+        warnings.simplefilter("ignore")
+        pattern = torch.sparse_csr_tensor(
+            crow,
+            batch.rows.index_select(0, order),
+            values.index_select(0, order),
+            size=(n_items, batch.size),
         )
+    return pattern, to_rows
 
 
-def sample_of_logits(x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+def item_major_dots(
+    h: torch.Tensor, weights: torch.Tensor, pattern: torch.Tensor, to_rows: torch.Tensor
+) -> torch.Tensor:
+    """(nnz,) the pattern's values plus ``h[row] . weights[item]`` for every rated cell of an
+    ``item_major_pattern``, in the batch's row order; h: (batch, hidden); weights: (n_items,
+    hidden). The same numbers as ``rated_dots`` with K = 1, about a fifth faster on the CPU:
+    each item's weight row is read once for all its raters (h stays in cache), not once per
+    rating. No autograd."""
+    out = torch.sparse.sampled_addmm(pattern, weights, h.T)
+    return out.values().index_select(0, to_rows)
+
+
+def sample_of_logits(
+    x: torch.Tensor, generator: torch.Generator | None = None, outcome: int = 1
+) -> torch.Tensor:
     """A Bernoulli sample (1.0 / 0.0, x's shape) with P(1) = sigmoid(x): one uniform per unit
-    compared with the probability (about 3x faster than ``torch.bernoulli`` on the CPU)."""
-    u = torch.rand(x.shape, generator=generator, device=x.device, dtype=x.dtype)
-    return u.lt_(torch.sigmoid(x))
+    compared with the probability (about 3x faster than ``torch.bernoulli`` on the CPU). On
+    the CPU the uniforms are ``uniform16``'s: P(1) = ceil(65536 sigmoid(x)) / 65536, within
+    2**-16 of sigmoid(x). ``outcome=0``: the same sample's indicator of 0 instead (1 - it,
+    without the extra pass)."""
+    if x.device.type != "cpu":
+        u = torch.rand(x.shape, generator=generator, device=x.device, dtype=x.dtype)
+        return u.lt_(torch.sigmoid(x)) if outcome else u.ge_(torch.sigmoid(x))
+    threshold = torch.sigmoid(x).mul_(65536)
+    u = uniform16(x.shape, generator, x.device)
+    return threshold.gt_(u) if outcome else threshold.le_(u)
 
 
 def skip_sample(
@@ -264,7 +353,10 @@ def skip_sample(
 ) -> None:
     """Advance ``generator`` past the uniforms ``sample_of_logits`` would draw for a sample of
     ``shape`` without computing the sample."""
-    torch.rand(shape, generator=generator, device=device, dtype=dtype)
+    if torch.device(device).type != "cpu":
+        torch.rand(shape, generator=generator, device=device, dtype=dtype)
+    else:
+        uniform16(shape, generator, device)
 
 
 def rated_dots(
@@ -273,6 +365,7 @@ def rated_dots(
     batch: UserBatch,
     n_states: int,
     pattern: torch.Tensor | None = None,
+    add_values: bool = False,
 ) -> torch.Tensor:
     """(nnz, K) ``h[row] . weights[item * K + k]`` for every stored (row, item) of ``batch``
     and state k: the hidden-to-visible product over the rated items only, as one sampled
@@ -280,11 +373,12 @@ def rated_dots(
     gathering an (nnz, K, hidden) copy of the weights. No autograd (forward passes only).
 
     h: (batch, hidden); weights: (n_items * K, hidden); the batch's entries grouped by row in
-    row order (as ``to_batch`` makes them); ``pattern``: ``rated_pattern`` of them if at hand.
+    row order (as ``to_batch`` makes them); ``pattern``: ``rated_pattern`` of them if at hand;
+    ``add_values``: plus the pattern's values (a bias per cell, added in the same pass).
     """
     if pattern is None:
         pattern = rated_pattern(batch, n_states, weights.shape[0])
     if pattern.dtype != h.dtype:
         pattern = pattern.to(h.dtype)
-    out = torch.sparse.sampled_addmm(pattern, h, weights.T, beta=0.0)
+    out = torch.sparse.sampled_addmm(pattern, h, weights.T, beta=1.0 if add_values else 0.0)
     return out.values().view(batch.nnz, n_states)

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from rbmcore.data import csr_from_lists, to_batch
+from rbmcore.data import csr_from_lists, sample_of_logits, to_batch
 from rbmcore.models import build_model
 
 N_ITEMS = 30
@@ -34,12 +34,13 @@ def replay_chain(model, batch, offsets, k: int, seed: int) -> torch.Tensor:
     data = model.states_of(batch.ratings)
     with torch.no_grad():
         plan = model.gibbs_plan(batch, offsets, data)
-        x, states = model.plan_hidden_input(batch, plan, data), data
+        sample = model.plan_encode(plan, data)
+        x = model.plan_hidden_input(batch, plan, sample)
         for _ in range(k):
-            h = torch.rand(x.shape, generator=generator) < torch.sigmoid(x)
-            states = model.plan_sample_v(h.float(), batch, plan, generator)
-            x = model.plan_hidden_input(batch, plan, states)
-    return states
+            h = sample_of_logits(x, generator)
+            sample = model.plan_sample_v(h, batch, plan, generator)
+            x = model.plan_hidden_input(batch, plan, sample)
+    return model.plan_states(plan, sample)
 
 
 @pytest.mark.parametrize("kind", ["binary", "softmax"])
@@ -86,7 +87,12 @@ def test_binary_states_are_sampled_with_the_softmax_probabilities():
         p_like = torch.softmax(model.visible_logits(h, batch, offsets), -1)[:, 1]
         plan = model.gibbs_plan(batch, offsets, model.states_of(batch.ratings))
         generator = torch.Generator().manual_seed(4)
-        draws = torch.stack([model.plan_sample_v(h, batch, plan, generator) for _ in range(4000)])
+        draws = torch.stack(
+            [
+                model.plan_states(plan, model.plan_sample_v(h, batch, plan, generator))
+                for _ in range(4000)
+            ]
+        )
     assert (draws.float().mean(0) - p_like).abs().max() < 0.03
 
 
@@ -113,14 +119,16 @@ def test_binary_hidden_input_from_the_reference_state_equals_the_full_sum(high, 
         for seed in range(3):
             states = torch.randint(0, 2, data.shape, generator=torch.Generator().manual_seed(seed))
             expected = model.hidden_input(batch, states)
-            torch.testing.assert_close(model.plan_hidden_input(batch, plan, states), expected)
+            sample = model.plan_encode(plan, states)
+            assert torch.equal(model.plan_states(plan, sample), states)
+            torch.testing.assert_close(model.plan_hidden_input(batch, plan, sample), expected)
 
 
 @pytest.mark.parametrize("n_keys", [7_412, 2**16, 118_094])
 def test_stable_order_is_torchs_stable_argsort(n_keys):
     """The radix path (one 16-bit pass, and two above 2**16 keys) gives torch's permutation:
     keys ascending, equal keys in their original order."""
-    from rbmcore.categorical import stable_order
+    from rbmcore.data import stable_order
 
     keys = torch.randint(0, n_keys, (26_000,), generator=torch.Generator().manual_seed(n_keys))
     keys[:50] = n_keys - 1  # many ties, at the top digit too

@@ -37,3 +37,19 @@ def test_visible_logits_same_with_and_without_autograd():
         slow = model.visible_logits(h, batch, offsets)  # W requires grad: the einsum path
         assert slow.requires_grad
         torch.testing.assert_close(fast, slow.detach())
+
+
+def test_item_major_dots_equal_the_row_major_product_plus_the_values():
+    """Entries grouped by item (users who rated no item, items nobody rated) give the same
+    numbers, back in the batch's row order."""
+    from rbmcore.data import item_major_dots, item_major_pattern
+
+    batch = batch_with_empty_rows()
+    g = torch.Generator().manual_seed(3)
+    W = torch.randn(30, 8, generator=g)
+    h = (torch.rand(batch.size, 8, generator=g) < 0.5).float()
+    values = torch.randn(batch.nnz, generator=g)
+    pattern, to_rows = item_major_pattern(batch, 30, values)
+    assert pattern.shape == (30, batch.size)
+    expected = rated_dots(h, W, batch, 1).squeeze(1) + values
+    torch.testing.assert_close(item_major_dots(h, W, pattern, to_rows), expected)
