@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from rbmcore.data import csr_from_lists, sample_of_logits, to_batch
+from rbmcore.data import csr_from_lists, to_batch
 from rbmcore.models import build_model
 
 N_ITEMS = 30
@@ -34,12 +34,8 @@ def replay_chain(model, batch, offsets, k: int, seed: int) -> torch.Tensor:
     data = model.states_of(batch.ratings)
     with torch.no_grad():
         plan = model.gibbs_plan(batch, offsets, data)
-        sample = model.plan_encode(plan, data)
-        x = model.plan_hidden_input(batch, plan, sample)
-        for _ in range(k):
-            h = sample_of_logits(x, generator)
-            sample = model.plan_sample_v(h, batch, plan, generator)
-            x = model.plan_hidden_input(batch, plan, sample)
+        x = model.plan_hidden_input(batch, plan, model.plan_encode(plan, data))
+        _, sample = model.plan_chain(batch, plan, x, k, generator)
     return model.plan_states(plan, sample)
 
 
