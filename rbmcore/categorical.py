@@ -287,13 +287,14 @@ class CategoricalRBM(nn.Module):
         (``plan_encode``), from u: (nnz,) uniforms (drawn from ``generator`` if not given).
         With K = 2, state 1 with probability sigmoid(logit difference) (``sample_of_logits``),
         else the softmax's inverse CDF."""
-        logits = self.plan_logits(h, batch, plan)
         if u is None:
-            u = uniforms(batch.nnz, generator, logits.device)
+            u = uniforms(batch.nnz, generator, h.device)
+        if plan.item_pattern is not None:  # K = 2 on the CPU: the logit as (nnz,) directly
+            logit = item_major_dots(h, plan.weights, plan.item_pattern, plan.to_rows)
+            return sample_of_logits(logit, outcome=1 - plan.reference, u=u)
+        logits = self.plan_logits(h, batch, plan)
         if self.n_states == 2:
-            if plan.reference is None:
-                return sample_of_logits(logits.squeeze(1), u=u).long()
-            return sample_of_logits(logits.squeeze(1), outcome=1 - plan.reference, u=u)
+            return sample_of_logits(logits.squeeze(1), u=u).long()
         cdf = torch.softmax(logits, dim=-1).cumsum(-1)
         return (u.unsqueeze(1) > cdf).sum(-1).clamp_(max=self.n_states - 1)
 
@@ -307,14 +308,16 @@ class CategoricalRBM(nn.Module):
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """k Gibbs steps from the hidden input x: (batch, n_hidden): (batch, n_hidden) the last
         visible sample's hidden input and (nnz,) that sample (chain encoding). The uniforms of
-        all k steps come from one draw of ``generator`` (hidden ones, then visible, per step)."""
-        n_h, n_v = x.numel(), batch.nnz
-        u = uniforms(k * (n_h + n_v), generator, x.device)
+        all k steps come from one draw of ``generator`` (the k hidden samples', then the k
+        visible ones')."""
+        n_h = x.numel()
+        u = uniforms(k * (n_h + batch.nnz), generator, x.device)
+        u_hidden = u[: k * n_h].view(k, *x.shape).unbind(0)
+        u_visible = u[k * n_h :].view(k, batch.nnz).unbind(0)
         sample = None
         for step in range(k):
-            start = step * (n_h + n_v)
-            h = sample_of_logits(x, u=u[start : start + n_h].view(x.shape))
-            sample = self.plan_sample_v(h, batch, plan, u=u[start + n_h : start + n_h + n_v])
+            h = sample_of_logits(x, u=u_hidden[step])
+            sample = self.plan_sample_v(h, batch, plan, u=u_visible[step])
             x = self.plan_hidden_input(batch, plan, sample)
         return x, sample
 
