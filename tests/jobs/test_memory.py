@@ -62,8 +62,9 @@ def in_fresh_process(setup: str, check: str, *args: str) -> str:
     env = {k: v for k, v in os.environ.items()
            if k not in ("MALLOC_MMAP_THRESHOLD_", "THP_MEM_ALLOC_ENABLE")}  # fmt: skip
     env["PYTHONPATH"] = str(REPO)
-    done = subprocess.run([sys.executable, "-c", code, *args], env=env, check=True,
+    done = subprocess.run([sys.executable, "-c", code, *args], env=env,
                           capture_output=True, text=True)  # fmt: skip
+    assert done.returncode == 0, f"{check} failed in a fresh process:\n{done.stderr[-3000:]}"
     return done.stdout.strip()
 
 
