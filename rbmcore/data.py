@@ -296,10 +296,9 @@ def item_major_pattern(
     batch: UserBatch, n_items: int, values: torch.Tensor
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """``batch``'s rated cells as a sparse (n_items, batch) CSR pattern, entries grouped by item
-    (rows ascending within an item), with values: (nnz,) given in the batch's row order; and
-    (nnz,) ``to_rows``: position in that pattern of each entry in row order. The layout of
-    ``item_major_dots``. The item order comes from ``order``: (nnz,) the entries' positions
-    stably sorted by item."""
+    (rows ascending within an item; a stable sort of the entries by item), with values: (nnz,)
+    given in the batch's row order; and (nnz,) ``to_rows``: the position in that pattern of
+    each entry in row order. The layout of ``item_major_dots``."""
     import warnings
 
     device = batch.items.device

@@ -104,7 +104,9 @@ def jvm_heap_around_a_collect() -> str:
     older loads did), and after ``release_memory`` again."""
     from jobs.common import get_spark
 
-    spark = get_spark({}, "local[2]")
+    # a 2 GB heap ceiling: at the default 1 GB the 10M rows fill the heap to its maximum, and in
+    # the full suite the collect failed there (twice in session 11); the test measures growth
+    spark = get_spark({"spark": {"conf": {"spark.driver.memory": "2g"}}}, "local[2]")
     runtime = spark.sparkContext._jvm.java.lang.Runtime.getRuntime()
     release_memory(spark)
     before = runtime.totalMemory()

@@ -131,3 +131,28 @@ def test_stable_order_is_torchs_stable_argsort(n_keys):
     order = stable_order(keys, n_keys)
     assert order.dtype == torch.int64
     assert torch.equal(order, torch.argsort(keys, stable=True))
+
+
+def test_the_gpu_plan_of_the_binary_kind_runs_the_same_chain_on_the_cpu():
+    """K = 2 without the CPU's reference state and item-major product (what CUDA runs): the
+    same logits and hidden inputs, states as the chain's encoding, and a chain of valid
+    states; so the GPU path is exercised where CI has no GPU."""
+    batch, model = batch_with_empty_rows(), model_of("binary")
+    data = model.states_of(batch.ratings)
+    offsets = model.batch_offsets(batch).detach()
+    h = torch.rand(batch.size, 8, generator=torch.Generator().manual_seed(3))
+    with torch.no_grad():
+        cpu = model.gibbs_plan(batch, offsets, data)
+        gpu = model.gibbs_plan(batch, offsets, data, cpu_plan=False)
+        assert cpu.reference is not None and gpu.reference is None and gpu.item_pattern is None
+        logits = model.plan_logits(h, batch, gpu)
+        torch.testing.assert_close(logits, model.plan_logits(h, batch, cpu))
+        assert torch.equal(model.plan_encode(gpu, data), data)
+        expected = model.hidden_input(batch, data)
+        for plan in (cpu, gpu):
+            x = model.plan_hidden_input(batch, plan, model.plan_encode(plan, data))
+            torch.testing.assert_close(x, expected)
+        x, sample = model.plan_chain(batch, gpu, expected, 3, torch.Generator().manual_seed(4))
+        states = model.plan_states(gpu, sample)
+        assert states.dtype == torch.int64 and set(states.unique().tolist()) <= {0, 1}
+        torch.testing.assert_close(x, model.hidden_input(batch, states))
