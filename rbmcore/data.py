@@ -358,7 +358,7 @@ def sample_of_logits(
 
 
 def skip_sample(
-    shape: torch.Size, generator: torch.Generator | None, device: torch.device, dtype: torch.dtype
+    shape: torch.Size, generator: torch.Generator | None, device: torch.device
 ) -> None:
     """Advance ``generator`` past the uniforms ``sample_of_logits`` would draw for a sample of
     ``shape`` without computing the sample."""

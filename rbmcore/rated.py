@@ -101,7 +101,7 @@ class RatedRBM(nn.Module):
             # The chain's last hidden sample does not enter the gradient (F(v) sums it out),
             # so its catalogue-wide product is skipped; its uniforms are still drawn, so the
             # random stream -- and every trained model -- is the same as with the full chain.
-            skip_sample(h.shape, generator, h.device, h.dtype)
+            skip_sample(h.shape, generator, h.device)
         return (self.data_free_energy(batch).mean(1) - self.dense_free_energy(v).mean(1)).sum()
 
     def reconstruction_nll(self, batch: UserBatch) -> torch.Tensor:

@@ -46,7 +46,7 @@ def test_skip_sample_advances_the_generator_like_a_sample():
     x = torch.randn(10, 13, generator=torch.Generator().manual_seed(2))
     drawn, skipped = torch.Generator().manual_seed(5), torch.Generator().manual_seed(5)
     sample_of_logits(x, drawn)
-    skip_sample(x.shape, skipped, x.device, x.dtype)
+    skip_sample(x.shape, skipped, x.device)
     assert torch.equal(torch.rand(4, generator=drawn), torch.rand(4, generator=skipped))
 
 
