@@ -1,5 +1,5 @@
 # Quick start: `make run` (install, then the whole pipeline on generated ml-1m-sized data)
-# and `make test` (install, then lint and the test suite).
+# and `make test` (install, then lint, the import layering and the test suite).
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
@@ -23,6 +23,7 @@ run: install
 
 lint: install
 	$(BIN)/ruff check .
+	$(BIN)/lint-imports --no-logo
 
 test: install lint
 	$(BIN)/python -m pytest -q

@@ -26,7 +26,6 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO))
 
 MODES = ("default", "configured")
 
@@ -63,17 +62,19 @@ def measure(fn, peak: PeakRss) -> dict:
 def child(args: argparse.Namespace) -> None:
     """One measurement in this process; prints one JSON line."""
     if args.child == "configured":
-        from jobs.memory import configure_allocator
+        from jobs.common.memory import configure_allocator
 
         assert configure_allocator(), "mallopt failed (not glibc?)"
     import numpy as np
     import torch
 
     from bench.scale import generated_train
-    from rbmcore.data import split_holdout
-    from rbmcore.hybrid import ALPHA_GRID, alpha_grid_quality, model_for_config
-    from rbmcore.training import TrainConfig, Trainer
-    from rbmcore.twoway import use_all_ratings
+    from rbmcore.data.splits import split_holdout
+    from rbmcore.training.build import model_for_config
+    from rbmcore.training.composite import use_all_ratings
+    from rbmcore.training.config import TrainConfig
+    from rbmcore.training.selection import ALPHA_GRID, alpha_grid_quality
+    from rbmcore.training.trainer import Trainer
 
     torch.set_num_threads(args.threads)
     peak = PeakRss()

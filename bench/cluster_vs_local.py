@@ -25,17 +25,16 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO))
-
-from bench.machine import cpu_model, load_average  # noqa: E402
-from tests.jobs.test_cluster import (  # noqa: E402
+from bench.machine import cpu_model, load_average
+from tests.jobs.test_cluster import (
     StandaloneCluster,
     build_pyfiles,
     read_export,
     spark_submit,
     submit_pipeline,
 )
+
+REPO = Path(__file__).resolve().parent.parent
 
 SECTION = "## Cluster vs local"
 STEPS = ("ingest", "train", "score", "evaluate")

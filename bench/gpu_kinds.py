@@ -25,16 +25,15 @@ from pathlib import Path
 import numpy as np
 import torch
 
-REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO))
+from bench.quality import train_rbm
+from bench.scale import generated_train, part_seconds
+from rbmcore.data.csr import RatingsCSR
+from rbmcore.device import choose_device
+from rbmcore.models.factory import KINDS
+from rbmcore.scoring import recommend_csr
+from rbmcore.training.config import TrainConfig
 
-from bench.quality import train_rbm  # noqa: E402
-from bench.scale import generated_train, part_seconds  # noqa: E402
-from rbmcore.data import RatingsCSR  # noqa: E402
-from rbmcore.device import choose_device  # noqa: E402
-from rbmcore.models import KINDS  # noqa: E402
-from rbmcore.scoring import recommend_csr  # noqa: E402
-from rbmcore.training import TrainConfig  # noqa: E402
+REPO = Path(__file__).resolve().parent.parent
 
 TOP_K = 10
 COMPARED_USERS = 10_000  # all of ml-1m's; the CPU's share of the check stays short at ml-25m

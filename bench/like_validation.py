@@ -13,18 +13,16 @@ like error, AUC (and RMSE for softmax).
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 
 import numpy as np
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-from bench.quality import load_splits, train_rbm  # noqa: E402
-from rbmcore.data import split_holdout  # noqa: E402
-from rbmcore.training import TrainConfig, heldout_metrics  # noqa: E402
-from rbmcore.twoway import TwoWayRBM  # noqa: E402
+from bench.quality import load_splits, train_rbm
+from rbmcore.data.splits import split_holdout
+from rbmcore.evaluation import heldout_metrics
+from rbmcore.models.twoway import TwoWayRBM
+from rbmcore.training.config import TrainConfig
 
 DATA = Path(__file__).resolve().parent.parent.parent / "shared" / "data" / "ml-100k"
 SHOWN = ("like_nll", "like_error", "auc", "rmse")

@@ -30,29 +30,25 @@ import numpy as np
 import pandas as pd
 import torch
 
-REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO))
-
-from bench.machine import cpu_model, nproc  # noqa: E402
-from rbmcore import metrics  # noqa: E402
-from rbmcore.data import (  # noqa: E402
-    RatingsCSR,
-    bounded_evaluation,
-    csr_from_pairs,
-    split_holdout,
-)
-from rbmcore.hybrid import model_for_config, trainer_for  # noqa: E402
-from rbmcore.refit import refit_on_all_ratings  # noqa: E402
-from rbmcore.scoring import predict_csr, recommend_csr  # noqa: E402
-from rbmcore.seed import (  # noqa: E402
-    SeedRBMConfig,
+from bench.machine import cpu_model, nproc
+from rbmcore import metrics
+from rbmcore.baselines.tutorial_rbm import (
+    TutorialConfig,
     predict_like_sampled,
     recommend_top_k,
     to_dense_binary,
-    train_seed_rbm,
+    train_tutorial_rbm,
 )
-from rbmcore.training import TrainConfig  # noqa: E402
-from rbmcore.twoway import TwoWayRBM  # noqa: E402
+from rbmcore.data.csr import RatingsCSR, csr_from_pairs
+from rbmcore.data.splits import bounded_evaluation, split_holdout
+from rbmcore.models.twoway import TwoWayRBM
+from rbmcore.scoring import predict_csr, recommend_csr
+from rbmcore.training.build import model_for_config
+from rbmcore.training.composite import trainer_for
+from rbmcore.training.config import TrainConfig
+from rbmcore.training.refit import refit_on_all_ratings
+
+REPO = Path(__file__).resolve().parent.parent
 
 K = 10
 CPU = torch.device("cpu")
@@ -193,7 +189,7 @@ def run_seed(split: Split, seed: int) -> Result:
         train.row_of_entries(), train.items, train.ratings, n_users, train.n_items
     )
     start = time.perf_counter()
-    model = train_seed_rbm(dense, SeedRBMConfig(seed=seed), log_every=0)
+    model = train_tutorial_rbm(dense, TutorialConfig(seed=seed), log_every=0)
     train_s = time.perf_counter() - start
     start = time.perf_counter()
     top = recommend_top_k(model, dense[torch.as_tensor(rows)], K)
@@ -558,7 +554,8 @@ def main(argv: list[str] | None = None) -> int:
     command = "python bench/quality.py " + " ".join(argv if argv is not None else sys.argv[1:])
     began = time.perf_counter()
 
-    from jobs.common import get_spark, load_conf
+    from jobs.common.config import load_conf
+    from jobs.common.session import get_spark
 
     os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
     conf = load_conf(str(REPO / "conf" / "local.toml"))

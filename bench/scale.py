@@ -50,7 +50,6 @@ from datetime import date, datetime
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO))  # the project's modules (jobs, rbmcore, bench)
 BIN = Path(sys.executable).parent
 DEFAULT_WORK = "/tmp/rbm-scale"
 CORES = 2
@@ -247,7 +246,7 @@ def shape_gflops(m: int, k: int, n: int, repeats: int = 5) -> float:
 def load_ingested(out: Path, n_items: int):
     import pyarrow.dataset as ds
 
-    from jobs.ingested import csr_from_arrow
+    from jobs.ingestion.readback import csr_from_arrow
 
     table = ds.dataset(out / "ingest" / "train", format="parquet", ignore_prefixes=[".", "_"])
     table = table.to_table(columns=["user_id", "items", "ratings", "batch"]).sort_by("user_id")
@@ -259,10 +258,11 @@ def in_process(out: Path, preset: str, max_users: int) -> dict:
     import numpy as np
     import torch
 
-    from rbmcore.artifact import load_model
-    from rbmcore.data import batches_from_assignment
+    from rbmcore.data.batch import batches_from_assignment
+    from rbmcore.io.artifact import load_model
     from rbmcore.scoring import fast_users_per_chunk, recommend_csr
-    from rbmcore.training import TrainConfig, Trainer
+    from rbmcore.training.config import TrainConfig
+    from rbmcore.training.trainer import Trainer
 
     torch.set_num_threads(CORES)
     loaded = load_model(out / "model")
@@ -290,7 +290,7 @@ def in_process(out: Path, preset: str, max_users: int) -> dict:
     config = TrainConfig(kind="binary", n_hidden=n_hidden, cd_schedule=[[0, 1]], seed=0)
     part = [batches[i] for i in range(n_batches)]
     nnz = int(sum(csr.row_lengths()[b].sum() for b in part))
-    from rbmcore.models import build_model
+    from rbmcore.models.factory import build_model
 
     rbm = build_model("binary", n_items, n_hidden, torch.Generator().manual_seed(0))
     trainer = Trainer(rbm, config, torch.device("cpu"))
@@ -312,9 +312,10 @@ def spark_score_warm(out: Path, conf_path: Path, repeats: int = 3, warmup: int =
     ``repeats`` times (median); each run publishes its own date, deleted afterwards."""
     import shutil
 
-    from jobs.common import get_spark, load_conf
-    from jobs.layout import recommendations_for
+    from jobs.common.config import load_conf
+    from jobs.common.session import get_spark
     from jobs.score import run_score
+    from jobs.storage.layout import recommendations_for
 
     conf = load_conf(str(conf_path))
     spark = get_spark(conf, None)
@@ -372,10 +373,11 @@ def score_throughput(args: argparse.Namespace) -> dict:
 
     import torch
 
-    from jobs.common import get_spark, load_conf
-    from jobs.layout import recommendations_for
+    from jobs.common.config import load_conf
+    from jobs.common.session import get_spark
     from jobs.score import run_score
-    from rbmcore.artifact import load_model
+    from jobs.storage.layout import recommendations_for
+    from rbmcore.io.artifact import load_model
     from rbmcore.scoring import recommend_csr
 
     work = Path(args.work)
@@ -425,14 +427,15 @@ def score_throughput(args: argparse.Namespace) -> dict:
 
 def seed_comparison(csr, batches, n_items: int, n_batches: int = 20, repeats: int = 5) -> dict:
     """Users/s of one CD-10 update, hidden 200, batch 100: the seed's dense algorithm
-    (``rbmcore.seed.SeedRBM.train_step``) vs ours (``Trainer.train_epoch``), side by side,
+    (``rbmcore.seed.TutorialRBM.train_step``) vs ours (``Trainer.train_epoch``), side by side,
     alternating ``repeats`` times (medians; one warm-up run of each first)."""
     import numpy as np
     import torch
 
-    from rbmcore.models import build_model
-    from rbmcore.seed import SeedRBM, to_dense_binary
-    from rbmcore.training import TrainConfig, Trainer
+    from rbmcore.baselines.tutorial_rbm import TutorialRBM, to_dense_binary
+    from rbmcore.models.factory import build_model
+    from rbmcore.training.config import TrainConfig
+    from rbmcore.training.trainer import Trainer
 
     hidden, k = 200, 10
     part = [b for b in batches if len(b) == 100][:n_batches]
@@ -443,7 +446,7 @@ def seed_comparison(csr, batches, n_items: int, n_batches: int = 20, repeats: in
         dense.append(
             to_dense_binary(sub.row_of_entries(), sub.items, sub.ratings, len(sub), n_items)
         )
-    seed = SeedRBM(n_items, hidden, torch.Generator().manual_seed(0))
+    seed = TutorialRBM(n_items, hidden, torch.Generator().manual_seed(0))
 
     def run_seed():
         for v in dense:
@@ -478,8 +481,8 @@ def generated_train(preset: str, batch_size: int = 100, seed: int = 0):
     ``batch_size`` users shuffled with ``seed``)."""
     import numpy as np
 
-    from rbmcore.data import csr_from_pairs
-    from rbmcore.generate import GeneratorSpec, generate_chunks, holdout_mask
+    from rbmcore.data.csr import csr_from_pairs
+    from rbmcore.data.synthetic import GeneratorSpec, generate_chunks, holdout_mask
 
     spec = GeneratorSpec.from_preset(preset, test_fraction=0.2)
     users, items, ratings = [], [], []

@@ -10,7 +10,7 @@ import importlib
 import sys
 from collections.abc import Sequence
 
-from jobs.common import run_main
+from jobs.common.errors import run_main
 
 COMMANDS = {
     "run": "the whole pipeline: ingest, train, score, evaluate (generates data if none given)",

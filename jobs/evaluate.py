@@ -1,4 +1,4 @@
-"""Evaluate an export and the model on the held-out test split (DESIGN section 5).
+"""Evaluate an export and the model on the held-out test split (docs/design.md, "Evaluation").
 
     rbm-reco evaluate --out OUT [--dt YYYY-MM-DD]
     spark-submit jobs/evaluate.py --out OUT ...
@@ -13,81 +13,30 @@ from __future__ import annotations
 
 import argparse
 import logging
-import sys
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from datetime import date
-from pathlib import Path
 from typing import Any
 
-if __package__ in (None, ""):
-    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+import pandas as pd
 
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
-
-from jobs import fs, layout  # noqa: E402
-from jobs.common import (  # noqa: E402
-    BadInputError,
-    add_common_arguments,
-    dumps_json,
-    get_spark,
-    join_path,
-    parse_job_args,
-    resolve_conf,
-    run_main,
-)
-from jobs.export import is_complete  # noqa: E402
-from jobs.ingested import load_vocabulary, require  # noqa: E402
-from jobs.report import LOSS_PLOT, metrics_markdown  # noqa: E402
-from jobs.score import model_on_worker, model_payload, set_task_threads, validate_dt  # noqa: E402
-from rbmcore import metrics  # noqa: E402
+from jobs.common.args import add_common_arguments, parse_job_args
+from jobs.common.config import resolve_conf
+from jobs.common.errors import BadInputError, run_main
+from jobs.common.session import get_spark
+from jobs.ingestion.readback import load_vocabulary, require
+from jobs.report import LOSS_PLOT, metrics_markdown
+from jobs.score import validate_dt
+from jobs.scoring.workers import broadcast_payload, make_predictor
+from jobs.storage import fs, layout
+from jobs.storage.export import is_complete
+from jobs.storage.fs import dumps_json
+from jobs.storage.layout import join_path
+from rbmcore import metrics
+from rbmcore.io.artifact import load_model
 
 log = logging.getLogger("rbm-reco.evaluate")
 
 PREDICTION_SCHEMA = "user_id int, movie_id int, rating int, p_like float, pred_rating float"
-
-
-def make_predictor(broadcast):
-    """mapInArrow: rows (user_id, items, ratings, test_items, test_ratings) -> one row per
-    test pair with p_like and pred_rating (NaN when the model predicts no ratings)."""
-
-    def predict_partition(batches: Iterator[Any]) -> Iterator[Any]:
-        import pyarrow as pa
-
-        from jobs.ingested import csr_from_arrow
-        from rbmcore.scoring import predict_csr
-
-        set_task_threads()
-        model, movie_ids = model_on_worker(broadcast)
-        n_items = len(movie_ids)
-        schema = pa.schema(
-            [("user_id", pa.int32()), ("movie_id", pa.int32()), ("rating", pa.int32())]
-            + [("p_like", pa.float32()), ("pred_rating", pa.float32())]
-        )
-        for batch in batches:
-            if batch.num_rows == 0:
-                continue
-            context = csr_from_arrow(batch, n_items)
-            queries = csr_from_arrow(
-                pa.RecordBatch.from_arrays(
-                    [batch.column("user_id"), batch.column("test_items")]
-                    + [batch.column("test_ratings")],
-                    ["user_id", "items", "ratings"],
-                ),
-                n_items,
-            )
-            preds = predict_csr(model, context, queries)
-            n = queries.nnz
-            arrays = [
-                np.repeat(context.user_ids, queries.row_lengths()).astype(np.int32),
-                movie_ids[queries.items].astype(np.int32),
-                queries.ratings.astype(np.int32),
-                preds["p_like"].astype(np.float32),
-                preds.get("pred_rating", np.full(n, np.nan)).astype(np.float32),
-            ]
-            yield pa.RecordBatch.from_arrays([pa.array(a) for a in arrays], schema=schema)
-
-    return predict_partition
 
 
 def ranking_block(recs: pd.DataFrame, rel: pd.DataFrame, k: int) -> dict[str, float]:
@@ -102,18 +51,13 @@ def ranking_block(recs: pd.DataFrame, rel: pd.DataFrame, k: int) -> dict[str, fl
 
 
 def rating_block(pred: pd.DataFrame) -> dict[str, float]:
-    like = metrics.like_from_rating(pred["rating"].to_numpy())
-    out = {
-        "like_error": metrics.like_error(
-            pred["user_id"].to_numpy(), like, pred["p_like"].to_numpy()
-        ),
-        "auc": metrics.auc(like, pred["p_like"].to_numpy()),
-    }
-    if pred["pred_rating"].notna().all() and len(pred):
-        y = pred["rating"].to_numpy().astype(np.float64)
-        out["rmse"] = metrics.rmse(y, pred["pred_rating"].to_numpy())
-        out["mae"] = metrics.mae(y, pred["pred_rating"].to_numpy())
-    return out
+    """``metrics.like_and_rating_metrics`` of the per-pair predictions."""
+    return metrics.like_and_rating_metrics(
+        pred["user_id"].to_numpy(),
+        pred["rating"].to_numpy(),
+        pred["p_like"].to_numpy(),
+        pred["pred_rating"].to_numpy(),
+    )
 
 
 def run_evaluate(
@@ -121,8 +65,6 @@ def run_evaluate(
 ) -> dict[str, Any]:
     """Compute the metrics of OUT's export for ``dt`` and OUT's model on OUT's test split."""
     from pyspark.sql import functions as F
-
-    from rbmcore.artifact import load_model
 
     dt = dt or date.today().isoformat()
     validate_dt(dt)
@@ -138,7 +80,7 @@ def run_evaluate(
     test = spark.read.parquet(layout.test_ratings(out)).select(
         "user_id", F.col("items").alias("test_items"), F.col("ratings").alias("test_ratings")
     )
-    broadcast = spark.sparkContext.broadcast(model_payload(loaded))
+    broadcast = spark.sparkContext.broadcast(broadcast_payload(loaded))
     predictions = train.join(test, "user_id").mapInArrow(
         make_predictor(broadcast), PREDICTION_SCHEMA
     )

@@ -9,15 +9,11 @@ from __future__ import annotations
 
 import argparse
 import logging
-import sys
 from collections.abc import Sequence
-from pathlib import Path
 
-if __package__ in (None, ""):  # run as a script or by spark-submit: make the repo importable
-    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-from jobs.common import UsageError, run_main, setup_logging  # noqa: E402
-from rbmcore.generate import PRESETS, GeneratorSpec, write_dataset  # noqa: E402
+from jobs.common.args import setup_logging
+from jobs.common.errors import UsageError, run_main
+from rbmcore.data.synthetic import PRESETS, GeneratorSpec, write_dataset
 
 log = logging.getLogger("rbm-reco.generate")
 

@@ -10,30 +10,20 @@ the user rated highest.
 from __future__ import annotations
 
 import argparse
-import sys
 from collections.abc import Sequence
-from pathlib import Path
 
-if __package__ in (None, ""):
-    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-from jobs import fs, layout  # noqa: E402
-from jobs.common import (  # noqa: E402
-    BadInputError,
-    add_common_arguments,
-    get_spark,
-    parse_job_args,
-    resolve_conf,
-    run_main,
-)
-from jobs.ingested import csr_from_arrow, load_vocabulary  # noqa: E402
+from jobs.common.args import add_common_arguments, parse_job_args
+from jobs.common.config import resolve_conf
+from jobs.common.errors import BadInputError, run_main
+from jobs.common.session import get_spark
+from jobs.ingestion.readback import csr_from_arrow, load_vocabulary
+from jobs.storage import fs, layout
+from rbmcore.io.artifact import load_model
+from rbmcore.scoring import recommend_csr
 
 
 def user_report(spark, out: str, user_id: int, top_k: int, model_path: str | None = None) -> str:
     from pyspark.sql import functions as F
-
-    from rbmcore.artifact import load_model
-    from rbmcore.scoring import recommend_csr
 
     vocab = load_vocabulary(spark, out)
     loaded = load_model(fs.download_dir(spark, model_path or layout.model_dir(out)), vocab.checksum)

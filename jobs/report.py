@@ -5,10 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import matplotlib
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
+from matplotlib.figure import Figure
 
 LOSS_PLOT = "training.png"
 
@@ -19,13 +16,13 @@ def plot_training(history: list[dict[str, Any]], path: str | Path, title: str = 
     where the part tracks it; within a part, one line per RBM trained (an ensemble's
     ``member``, a two-way model's user / item ``way``)."""
     parts = list(dict.fromkeys(r.get("part", "") for r in history)) or [""]
-    fig, axes = plt.subplots(len(parts), 2, figsize=(10, 4 * len(parts)), squeeze=False)
+    fig = Figure(figsize=(10, 4 * len(parts)))  # no pyplot: no GUI backend, no global state
+    axes = fig.subplots(len(parts), 2, squeeze=False)
     for (left, right), part in zip(axes, parts, strict=True):
         _plot_part([r for r in history if r.get("part", "") == part], left, right, part)
     fig.suptitle(title)
     fig.tight_layout()
     fig.savefig(path, dpi=100)
-    plt.close(fig)
 
 
 def _series_label(member: int | None, way: str | None) -> str:

@@ -14,40 +14,28 @@ from __future__ import annotations
 import argparse
 import logging
 import os
-import sys
 import time
 from collections.abc import Sequence
 from datetime import date
-from pathlib import Path
 from typing import Any
 
-if __package__ in (None, ""):
-    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-from jobs import fs, layout  # noqa: E402
-from jobs.common import (  # noqa: E402
-    UsageError,
-    add_common_arguments,
-    get_spark,
-    join_path,
-    parse_job_args,
-    resolve_conf,
-    run_main,
-    timed,
-)
-from jobs.evaluate import one_line, run_evaluate  # noqa: E402
-from jobs.ingest import run_ingest  # noqa: E402
-from jobs.memory import release_memory  # noqa: E402
-from jobs.score import run_score, validate_dt  # noqa: E402
-from jobs.train import add_training_arguments, run_train, train_overrides  # noqa: E402
+from jobs.common.args import add_common_arguments, parse_job_args, timed
+from jobs.common.config import resolve_conf
+from jobs.common.errors import UsageError, run_main
+from jobs.common.memory import release_memory
+from jobs.common.session import get_spark
+from jobs.evaluate import one_line, run_evaluate
+from jobs.ingest import run_ingest
+from jobs.score import run_score, validate_dt
+from jobs.storage import fs, layout
+from jobs.train import add_training_arguments, run_train, train_overrides
+from rbmcore.data.synthetic import PRESETS, GeneratorSpec, write_dataset
 
 log = logging.getLogger("rbm-reco.run")
 
 
 def generate_default_data(out: str, preset: str, seed: int) -> tuple[str, str, str]:
     """Generate ``preset`` with a 20% per-user test holdout under OUT/generated/."""
-    from rbmcore.generate import PRESETS, GeneratorSpec, write_dataset
-
     if not fs.is_local(out):
         raise UsageError(
             "default data is generated on the local disk; give --ratings for a URI --out"
@@ -105,7 +93,7 @@ def run_pipeline(spark, conf: dict[str, Any], args: argparse.Namespace) -> dict[
         "metrics": metrics,
         "seconds": timings,
     }
-    fs.write_json(spark, join_path(args.out, "run_summary.json"), summary)
+    fs.write_json(spark, layout.run_summary(args.out), summary)
     return summary
 
 

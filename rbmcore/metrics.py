@@ -1,4 +1,4 @@
-"""Evaluation metrics of the protocol in DESIGN section 5, on flat numpy arrays.
+"""Evaluation metrics of the protocol in docs/design.md ("Evaluation"), on flat numpy arrays.
 
 Everything is vectorised (sorts, ``np.unique``, ``np.bincount``), so it scales to
 millions of (user, item) rows without per-user Python loops.
@@ -8,7 +8,17 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["auc", "like_error", "like_from_rating", "mae", "ranking_metrics", "rmse"]
+from rbmcore.data.csr import LIKE_THRESHOLD
+
+__all__ = [
+    "auc",
+    "like_error",
+    "like_from_rating",
+    "like_and_rating_metrics",
+    "mae",
+    "ranking_metrics",
+    "rmse",
+]
 
 
 def _pair_keys(
@@ -210,4 +220,29 @@ def mae(y: np.ndarray, pred: np.ndarray) -> float:
 
 def like_from_rating(ratings: np.ndarray) -> np.ndarray:
     """Binary like label: 1 where ``rating >= 3``, else 0; int8 array of the input's shape."""
-    return (np.asarray(ratings) >= 3).astype(np.int8)
+    return (np.asarray(ratings) >= LIKE_THRESHOLD).astype(np.int8)
+
+
+def like_and_rating_metrics(
+    users: np.ndarray,
+    ratings: np.ndarray,
+    p_like: np.ndarray | None,
+    pred_rating: np.ndarray | None = None,
+) -> dict[str, float]:
+    """The like and rating block of held-out pairs, all (n,): ``like_nll`` (the mean negative
+    log-likelihood of the likes, p clipped to [1e-7, 1 - 1e-7]), ``like_error`` and ``auc``
+    from ``p_like``; ``rmse`` and ``mae`` from ``pred_rating`` when it is given and has no NaN
+    (a model without a rating scale). Empty for no pairs."""
+    out: dict[str, float] = {}
+    if len(ratings) == 0:
+        return out
+    like = like_from_rating(ratings)
+    if p_like is not None:
+        p = np.clip(p_like, 1e-7, 1 - 1e-7)
+        out["like_nll"] = float(-np.mean(like * np.log(p) + (1 - like) * np.log(1 - p)))
+        out["like_error"] = like_error(users, like, p_like)
+        out["auc"] = auc(like, p_like)
+    if pred_rating is not None and not np.isnan(pred_rating).any():
+        out["rmse"] = rmse(ratings, pred_rating)
+        out["mae"] = mae(ratings, pred_rating)
+    return out

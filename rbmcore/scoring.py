@@ -12,7 +12,10 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from rbmcore.data import RatingsCSR, UserBatch, iter_row_chunks, to_batch
+from rbmcore.data.batch import UserBatch, iter_row_chunks, to_batch
+from rbmcore.data.csr import RatingsCSR
+from rbmcore.models.categorical import CategoricalRBM, state_gap
+from rbmcore.models.contract import Recommender
 
 DEFAULT_CHUNK_BYTES = 256 * 2**20
 # The dense (users, items) score block of the fast path: one reused float32 buffer per
@@ -54,9 +57,9 @@ class BinaryRanker:
 
     BLOCK = 64  # columns per block of the two-stage top-k
 
-    def __init__(self, model, device: torch.device | str) -> None:
+    def __init__(self, model: CategoricalRBM, device: torch.device | str) -> None:
         n_items, n_hidden = model.n_items, model.n_hidden
-        w = model.W.detach().view(n_items, 2, n_hidden)
+        d, c = model.like_logit_weights()
         self.model = model
         self.n_items = n_items
         self.n_blocks = -(-n_items // self.BLOCK)
@@ -65,8 +68,8 @@ class BinaryRanker:
         # one gemm (no separate pass over the block to add the bias); the padding columns up
         # to a whole number of blocks get c = -inf, so they are never recommended
         weights = torch.zeros(n_hidden + 1, width, device=device)
-        weights[:n_hidden, :n_items] = (w[:, 1] - w[:, 0]).T.to(device)
-        weights[n_hidden, :n_items] = (model.b_v[:, 1] - model.b_v[:, 0]).detach().to(device)
+        weights[:n_hidden, :n_items] = d.detach().T.to(device)
+        weights[n_hidden, :n_items] = c.detach().to(device)
         weights[n_hidden, n_items:] = float("-inf")
         self.weights = weights
         self.buffer: torch.Tensor | None = None
@@ -91,9 +94,7 @@ class BinaryRanker:
         return top.values, block * self.BLOCK + top.indices % self.BLOCK
 
     @staticmethod
-    def applies_to(model) -> bool:
-        from rbmcore.categorical import CategoricalRBM
-
+    def applies_to(model: Recommender) -> bool:
         return type(model) is CategoricalRBM and model.kind == "binary"
 
     def logits(self, batch: UserBatch) -> tuple[torch.Tensor, torch.Tensor]:
@@ -106,13 +107,13 @@ class BinaryRanker:
             self.buffer = torch.empty(n, self.weights.shape[1], device=p_h.device)
         out = self.buffer[:n]
         torch.mm(torch.cat([p_h, p_h.new_ones(n, 1)], 1), self.weights, out=out)
-        return out, offsets[:, 1] - offsets[:, 0]
+        return out, state_gap(offsets)
 
 
 _RANKERS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
-def ranker_for(model, device: torch.device | str) -> BinaryRanker | None:
+def ranker_for(model: Recommender, device: torch.device | str) -> BinaryRanker | None:
     """The model's cached fast ranker (rebuilt when its weights change), or None when the
     model has no fast path (it is then scored through ``model.score_all``)."""
     if not BinaryRanker.applies_to(model):
@@ -136,7 +137,7 @@ def mask_seen(scores: torch.Tensor, batch: UserBatch) -> None:
 
 @torch.no_grad()
 def recommend_batch(
-    model,
+    model: Recommender,
     csr: RatingsCSR,
     top_k: int,
     device: torch.device | str = "cpu",
@@ -203,7 +204,7 @@ def ranked_rows(
 
 
 def recommend_csr(
-    model,
+    model: Recommender,
     csr: RatingsCSR,
     top_k: int,
     device: torch.device | str = "cpu",
@@ -218,7 +219,7 @@ def recommend_csr(
     if ranker is not None:
         chunk = chunk_users or fast_users_per_chunk(csr.n_items)
     else:
-        chunk = chunk_users or users_per_chunk(csr.n_items, getattr(model, "n_states", 2))
+        chunk = chunk_users or users_per_chunk(csr.n_items, model.n_states)
     parts = []
     for start in range(0, len(csr), chunk):
         sub = csr.slice(start, min(start + chunk, len(csr)))
@@ -239,7 +240,7 @@ def recommend_csr(
 
 @torch.no_grad()
 def predict_csr(
-    model,
+    model: Recommender,
     context: RatingsCSR,
     queries: RatingsCSR,
     device: torch.device | str = "cpu",

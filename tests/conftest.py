@@ -17,7 +17,8 @@ ML100K_DAT = SHARED_DATA / "ml-100k-dat"
 @pytest.fixture(scope="session")
 def spark():
     """A real local-mode SparkSession (2 cores), shared by every test that needs Spark."""
-    from jobs.common import get_spark, load_conf
+    from jobs.common.config import load_conf
+    from jobs.common.session import get_spark
 
     os.environ["PYSPARK_PYTHON"] = sys.executable
     conf = load_conf(str(REPO / "conf" / "local.toml"))

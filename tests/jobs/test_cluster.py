@@ -248,7 +248,7 @@ def submit_pipeline(
 
 @pytest.fixture(scope="module")
 def dataset(tmp_path_factory) -> Path:
-    from rbmcore.generate import GeneratorSpec, write_dataset
+    from rbmcore.data.synthetic import GeneratorSpec, write_dataset
 
     folder = tmp_path_factory.mktemp("cluster-data")
     spec = GeneratorSpec(n_users=300, n_movies=200, n_ratings=15_000, seed=0, test_fraction=0.2)
@@ -349,11 +349,12 @@ def test_distributed_training_matches_single_process(
     import pyarrow.parquet as pq
     import torch
 
-    from jobs.common import load_conf
-    from jobs.ingested import align_rows, csr_from_arrow
+    from jobs.common.config import load_conf
+    from jobs.ingestion.readback import csr_from_arrow
     from jobs.train import run_train
-    from rbmcore.artifact import load_model
-    from rbmcore.training import heldout_metrics
+    from rbmcore.data.splits import align_rows
+    from rbmcore.evaluation import heldout_metrics
+    from rbmcore.io.artifact import load_model
 
     out = cluster_run
     log_path = out.parent / "logs" / "train_distributed.log"
@@ -404,7 +405,7 @@ def test_distributed_training_matches_single_process(
 
 
 def test_shard_batches_splits_every_batch_across_ranks():
-    from rbmcore.distributed import shard_batches
+    from rbmcore.training.distributed import shard_batches
 
     batches = [np.arange(0, 5), np.arange(5, 6), np.arange(6, 10)]
     shards = [shard_batches(batches, rank, 2) for rank in range(2)]
@@ -423,11 +424,13 @@ def test_train_worker_in_one_process_equals_plain_training(monkeypatch):
     its refit the weights of ``refit_on_all_ratings`` of that trainer."""
     import torch
 
-    from rbmcore.data import csr_from_pairs, merge_rows, split_holdout
-    from rbmcore.distributed import make_payload, train_worker
-    from rbmcore.models import build_model
-    from rbmcore.refit import fresh_refit_model, refit_on_all_ratings
-    from rbmcore.training import TrainConfig, Trainer
+    from rbmcore.data.csr import csr_from_pairs, merge_rows
+    from rbmcore.data.splits import split_holdout
+    from rbmcore.models.factory import build_model
+    from rbmcore.training.config import TrainConfig
+    from rbmcore.training.distributed import make_payload, train_worker
+    from rbmcore.training.refit import fresh_refit_model, refit_on_all_ratings
+    from rbmcore.training.trainer import Trainer
 
     rng = np.random.default_rng(3)
     users, items = rng.integers(0, 60, 1500), rng.integers(0, 40, 1500)
@@ -485,7 +488,7 @@ def test_process_group_gives_up_on_a_missing_peer(monkeypatch):
     waiting for ever (a hung run must end in an error the barrier stage can retry)."""
     import torch.distributed as dist
 
-    from rbmcore.distributed import init_process_group_from_env
+    from rbmcore.training.distributed import init_process_group_from_env
 
     for name, value in dict(RANK="0", WORLD_SIZE="2", LOCAL_RANK="0",
                             MASTER_ADDR="127.0.0.1", MASTER_PORT=str(free_port())).items():
@@ -500,7 +503,7 @@ def test_process_group_gives_up_on_a_missing_peer(monkeypatch):
 
 
 def test_gloo_interface_left_alone_off_loopback_or_when_chosen(monkeypatch):
-    from rbmcore.distributed import pin_gloo_to_loopback
+    from rbmcore.training.distributed import pin_gloo_to_loopback
 
     monkeypatch.setenv("GLOO_SOCKET_IFNAME", "")
     monkeypatch.setenv("MASTER_ADDR", "10.1.2.3")  # several hosts: gloo's own choice

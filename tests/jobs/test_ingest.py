@@ -11,8 +11,10 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from jobs.common import DEFAULT_CONF, BadInputError, deep_merge
-from jobs.ingest import assign_batches, main, run_ingest
+from jobs.common.config import DEFAULT_CONF, deep_merge
+from jobs.common.errors import BadInputError
+from jobs.ingest import main, run_ingest
+from jobs.ingestion.transform import assign_batches
 
 QUARANTINE_COLUMNS = ["input", "source", "line", "reason"]
 
@@ -473,7 +475,7 @@ def test_cli_on_u1_matches_pandas_reference(spark, ml100k_dat, tmp_path):
     assert quarantine.columns == QUARANTINE_COLUMNS and quarantine.count() == 0
 
     # Two files per core at least, each its own scoring task: score needs no shuffle.
-    from jobs.common import restoring_conf
+    from jobs.common.session import restoring_conf
     from jobs.score import MIN_SPLITS, read_users, score_tasks
 
     tasks = score_tasks(spark)

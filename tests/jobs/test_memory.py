@@ -1,4 +1,4 @@
-"""jobs.memory: the allocator settings of the driver and the Python workers, and the release
+"""jobs.common.memory: the allocator settings of the driver and the Python workers, and the release
 of memory between the steps of ``rbm-reco run``."""
 
 import os
@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 import torch
 
-from jobs.memory import release_memory
-from rbmcore.artifact import save_model
-from rbmcore.models import build_model
+from jobs.common.memory import release_memory
+from rbmcore.io.artifact import save_model
+from rbmcore.models.factory import build_model
 from tests.conftest import REPO
 
 
@@ -68,13 +68,13 @@ def in_fresh_process(setup: str, check: str, *args: str) -> str:
     return done.stdout.strip()
 
 
-CONFIGURED = "from jobs.memory import configure_allocator; assert configure_allocator()"
+CONFIGURED = "from jobs.common.memory import configure_allocator; assert configure_allocator()"
 # what a scoring worker runs first: its model from the broadcast (a stand-in holding the value)
 WORKER = """
-from jobs.score import model_on_worker, model_payload
+from jobs.scoring.workers import broadcast_payload, model_on_worker
 from rbmcore.artifact import load_model
 class Broadcast:
-    value = model_payload(load_model(sys.argv[1]))
+    value = broadcast_payload(load_model(sys.argv[1]))
 model_on_worker(Broadcast())
 """
 
@@ -102,7 +102,7 @@ def jvm_heap_around_a_collect() -> str:
     """"before kept after": the driver JVM's committed heap (bytes) of a new local Spark
     session after ``release_memory``, after 10M rows went through it to Python (as ingest's and
     older loads did), and after ``release_memory`` again."""
-    from jobs.common import get_spark
+    from jobs.common.session import get_spark
 
     # a 2 GB heap ceiling: at the default 1 GB the 10M rows fill the heap to its maximum, and in
     # the full suite the collect failed there (twice in session 11); the test measures growth

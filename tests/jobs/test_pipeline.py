@@ -8,14 +8,16 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from jobs import layout
-from jobs.common import load_conf
+from jobs.common.config import load_conf
 from jobs.evaluate import run_evaluate
 from jobs.ingest import run_ingest
-from jobs.ingested import load_user_rows, load_vocabulary
-from jobs.score import model_on_worker, model_payload, run_score, writable
+from jobs.ingestion.readback import load_user_rows, load_vocabulary
+from jobs.score import run_score
+from jobs.scoring.workers import broadcast_payload, model_on_worker
+from jobs.storage import layout
 from jobs.train import run_train
-from rbmcore.artifact import load_model
+from rbmcore.io.artifact import load_model
+from rbmcore.io.payload import writable
 from rbmcore.scoring import recommend_csr
 from tests.conftest import REPO
 
@@ -97,7 +99,7 @@ def test_worker_model_shares_the_broadcast_arrays(u1_run):
     """A scoring worker's model uses the broadcast's (writable) arrays in place: one copy of
     the weights per worker; a read-only array is copied (torch needs writable memory)."""
     out, _, _, _ = u1_run
-    payload = model_payload(load_model(layout.model_dir(out)))
+    payload = broadcast_payload(load_model(layout.model_dir(out)))
 
     class Broadcast:  # what the worker sees of pyspark's Broadcast: its value
         value = payload

@@ -26,20 +26,23 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from jobs.common import LockHeldError, deep_merge, load_conf, run_main
+from jobs.common.config import deep_merge, load_conf
+from jobs.common.errors import LockHeldError, run_main
 from jobs.evaluate import run_evaluate
-from jobs.export import MANIFEST, MARKER, date_lock, lock_path
 from jobs.ingest import run_ingest
 from jobs.score import run_score
-from jobs.train import checkpoint_dir, refit_dir, run_train, train_config_from
-from rbmcore.artifact import META_FILE, WEIGHTS_FILE, save_model
-from rbmcore.checkpoint import META as CKPT_META
-from rbmcore.checkpoint import TENSORS as CKPT_TENSORS
-from rbmcore.checkpoint import has_checkpoint, load_checkpoint, save_checkpoint
+from jobs.storage.export import MANIFEST, MARKER
+from jobs.storage.locks import date_lock, lock_path
+from jobs.train import run_train, train_settings
+from jobs.training.model_files import checkpoint_dir, refit_dir
+from rbmcore.data.synthetic import GeneratorSpec, write_dataset
 from rbmcore.errors import ModelFileError
-from rbmcore.generate import GeneratorSpec, write_dataset
-from rbmcore.models import build_model
-from rbmcore.training import Trainer
+from rbmcore.io.artifact import META_FILE, WEIGHTS_FILE, save_model
+from rbmcore.io.checkpoint import META as CKPT_META
+from rbmcore.io.checkpoint import TENSORS as CKPT_TENSORS
+from rbmcore.io.checkpoint import has_checkpoint, load_checkpoint, save_checkpoint
+from rbmcore.models.factory import build_model
+from rbmcore.training.trainer import Trainer
 
 REPO = Path(__file__).resolve().parents[2]
 DT = "2024-03-01"
@@ -204,8 +207,9 @@ def test_export_check_refuses_a_lost_duplicated_or_swapped_part(spark, run, tmp_
     offset by a duplicated one of the same size leaves) it raises too."""
     import pyarrow as pa
 
-    from jobs.common import JobError
-    from jobs.score import check_export, read_users, user_set
+    from jobs.common.errors import JobError
+    from jobs.score import read_users
+    from jobs.scoring.checks import check_export, user_set
 
     expected = user_set(read_users(spark, str(run.out / "ingest" / "train")))
     assert expected[0] == 300
@@ -429,8 +433,8 @@ def test_sigkill_mid_write_keeps_previous_export_and_next_run_completes_with_a_r
 
     # The next run: local[2,4] lets Spark retry the task that fails on its first attempt.
     rerun = subprocess.run(
-        cli("score", "--out", str(run.out), "--dt", DT, "--master", "local[2,4]",
-            "--conf", str(run.conf_path), "--set", "score.inject_failure_first_attempt=true"),
+        [sys.executable, "-m", "tests.faults.score_task_fails_once", "score", "--out",
+         str(run.out), "--dt", DT, "--master", "local[2,4]", "--conf", str(run.conf_path)],
         cwd=REPO, env=cli_env(), capture_output=True, text=True, timeout=300,
     )  # fmt: skip
     assert rerun.returncode == 0, rerun.stderr[-5000:]
@@ -473,7 +477,7 @@ def wait_group_gone(pgid: int, seconds: float = 30) -> None:
 def test_publish_restores_an_export_moved_aside_by_a_killed_swap(spark, run):
     """A kill between the swap's two renames leaves dt=DT in _trash: the next run restores it
     before writing and then replaces it; a reader never sees a half-written date."""
-    from jobs.export import clean_leftovers
+    from jobs.storage.export import clean_leftovers
 
     trash = run.root / "_trash" / f"dt={DT}.deadbeef0001"
     trash.parent.mkdir(exist_ok=True)
@@ -600,7 +604,7 @@ def test_resume_refuses_a_corrupt_or_mismatched_checkpoint(spark, run, capsys):
 
 
 def make_trainer(n_items: int, conf: dict[str, Any]) -> Trainer:
-    config = train_config_from(conf)
+    config, _ = train_settings(conf)
     model = build_model(config.kind, n_items, config.n_hidden,
                         torch.Generator().manual_seed(config.seed))  # fmt: skip
     return Trainer(model, config, torch.device("cpu"))
@@ -680,7 +684,7 @@ def tamper_truncate(folder: Path) -> None:
 
 def tamper_truncate_and_resign(folder: Path) -> None:
     """Truncated, with model.json's checksum updated to match: the file itself is refused."""
-    from rbmcore.artifact import sha256_file
+    from rbmcore.io.folders import sha256_file
 
     tamper_truncate(folder)
     rewrite_meta(folder, weights_sha256=sha256_file(folder / WEIGHTS_FILE))
@@ -773,9 +777,15 @@ def operations_section() -> str:
 
 
 def test_operations_section_matches_the_exit_codes_and_layout():
-    from jobs import layout
-    from jobs.common import EXIT_DIVERGED, EXIT_MODEL_FILE, BadInputError, JobError, UsageError
-    from jobs.export import MANIFEST, MARKER
+    from jobs.common.errors import (
+        EXIT_DIVERGED,
+        EXIT_MODEL_FILE,
+        BadInputError,
+        JobError,
+        UsageError,
+    )
+    from jobs.storage import layout
+    from jobs.storage.export import MANIFEST, MARKER
 
     text = operations_section()
     table = dict(re.findall(r"^\| (\d+) \| ([^|]+) \|", text, re.M))

@@ -8,16 +8,18 @@ import pyarrow.parquet as pq
 import pytest
 import torch
 
-from jobs.ingested import (
+from jobs.ingestion.readback import (
     StreamingBatches,
     choose_cache,
     csr_from_arrow,
     estimated_ratings,
     load_user_rows_of,
 )
-from rbmcore.data import batches_from_assignment, csr_from_pairs
-from rbmcore.models import build_model
-from rbmcore.training import TrainConfig, Trainer, epoch_batch_order
+from rbmcore.data.batch import batches_from_assignment
+from rbmcore.data.csr import csr_from_pairs
+from rbmcore.models.factory import build_model
+from rbmcore.training.config import TrainConfig
+from rbmcore.training.trainer import Trainer, epoch_batch_order
 
 N_ITEMS = 40
 

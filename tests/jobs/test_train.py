@@ -9,21 +9,18 @@ import torch
 
 from jobs import run as run_job
 from jobs import train as train_job
-from jobs.common import UsageError, parse_job_args, resolve_conf
-from jobs.train import (
-    all_training_data,
-    distributed_parts,
-    evaluation_sample,
-    module_at,
-    record_selection,
-    train_config_from,
-    train_overrides,
-)
-from rbmcore.data import csr_from_pairs, merge_rows, split_holdout
-from rbmcore.ensemble import EnsembleTrainer, member_config
-from rbmcore.hybrid import HybridTrainer, model_for_config, trainer_for
-from rbmcore.refit import refit_config
-from rbmcore.training import TrainConfig
+from jobs.common.args import parse_job_args
+from jobs.common.config import resolve_conf
+from jobs.common.errors import UsageError
+from jobs.train import train_overrides, train_settings
+from jobs.training.data import all_training_data, evaluation_sample
+from jobs.training.distributor import distributed_stages, module_at, record_selection
+from rbmcore.data.csr import csr_from_pairs, merge_rows
+from rbmcore.data.splits import split_holdout
+from rbmcore.training.build import model_for_config
+from rbmcore.training.composite import EnsembleTrainer, HybridTrainer, member_config, trainer_for
+from rbmcore.training.config import JobSettings, TrainConfig
+from rbmcore.training.refit import refit_config
 
 CPU = torch.device("cpu")
 
@@ -31,14 +28,14 @@ CPU = torch.device("cpu")
 def test_the_epochs_flag_caps_every_part_the_item_based_ways_too():
     argv = ["--out", "/tmp/unused", "--epochs", "1", "--set", "train.item.lr=0.02"]
     args = parse_job_args("rbm-reco run", None, run_job.add_arguments, argv)
-    config = train_config_from(resolve_conf(args, train_overrides(args)))
+    config, _ = train_settings(resolve_conf(args, train_overrides(args)))
     rated = config.part("rated")
     like = member_config(config.part("like"), 2)
-    assert [rated.epochs, rated.item_part().epochs, like.epochs, like.item_part().epochs] == [1] * 4
-    assert like.item_part().lr == 0.02  # the rest of [train.item] is kept
+    assert [rated.epochs, rated.item_way().epochs, like.epochs, like.item_way().epochs] == [1] * 4
+    assert like.item_way().lr == 0.02  # the rest of [train.item] is kept
     defaults = parse_job_args("rbm-reco run", None, run_job.add_arguments, ["--out", "/x"])
-    config = train_config_from(resolve_conf(defaults, train_overrides(defaults)))
-    assert config.part("rated").item_part().epochs == 150  # without the flag: the item default
+    config, _ = train_settings(resolve_conf(defaults, train_overrides(defaults)))
+    assert config.part("rated").item_way().epochs == 150  # without the flag: the item default
 
 
 def test_run_and_train_take_the_same_training_flags():
@@ -60,9 +57,9 @@ def test_validation_and_the_test_report_use_the_users_of_the_first_batches_beyon
     batches = np.array_split(rng.permutation(50), 5)  # in batch-id order, 10 users each
     odd = np.flatnonzero(train.user_ids % 2)  # the test file has the odd users only
     test = (train.take(odd), train.take(odd))
-    conf = {"train": {"eval_users": 20}}
+    _, job = train_settings({"train": {"eval_users": 20}})
     sampled_fit, (context, target), (test_context, _) = evaluation_sample(
-        conf, fit_part, batches, (fit_part, held), test
+        job, fit_part, batches, (fit_part, held), test
     )
     sample = np.sort(np.concatenate(batches[:2]))
     assert list(context.user_ids) == list(target.user_ids) == list(train.user_ids[sample])
@@ -77,10 +74,11 @@ def test_validation_and_the_test_report_use_the_users_of_the_first_batches_beyon
     assert every.nnz == train.nnz and np.array_equal(every.items, train.items)
     for everyone in ({"train": {"eval_users": 0}}, {"train": {"eval_users": 50}}, {}):
         pair = (fit_part, held)
-        kept_fit, validation, kept = evaluation_sample(everyone, fit_part, batches, pair, test)
+        _, job = train_settings(everyone)
+        kept_fit, validation, kept = evaluation_sample(job, fit_part, batches, pair, test)
         assert kept_fit is fit_part and validation is pair and kept is test
     with pytest.raises(UsageError, match="eval_users"):
-        evaluation_sample({"train": {"eval_users": -1}}, fit_part, batches, None, test)
+        train_settings({"train": {"eval_users": -1}})
 
 
 def test_a_two_way_model_trains_on_the_evaluation_sample_and_its_refit_gets_every_rating():
@@ -91,7 +89,7 @@ def test_a_two_way_model_trains_on_the_evaluation_sample_and_its_refit_gets_ever
     fit_part, held = split_holdout(train, 0.2, np.random.default_rng(1))
     batches = np.array_split(np.arange(len(train)), 6)
     fit_part, validation, _ = evaluation_sample(
-        {"train": {"eval_users": 25}}, fit_part, batches, (fit_part, held), None
+        JobSettings(eval_users=25), fit_part, batches, (fit_part, held), None
     )
     config = TrainConfig(kind="binary", n_hidden=4, epochs=1, n_models=1, item_based=True,
                          item={"epochs": 1, "n_hidden": 3})  # fmt: skip
@@ -108,7 +106,7 @@ def test_a_hybrid_with_a_like_ensemble_is_cut_into_its_members():
     config = TrainConfig(kind="hybrid", n_hidden=4, item_based=False, like={"n_models": 3},
                          rated={"n_hidden": 5, "n_models": 2})  # fmt: skip
     model = model_for_config(config, 30, torch.Generator().manual_seed(0))
-    parts = distributed_parts(model, config)
+    parts = distributed_stages(model, config)
     assert list(parts) == ["rated", "like.member1", "like.member2", "like.member3"]
     assert parts["rated"][0] is model.rated
     for m in range(3):
@@ -130,7 +128,7 @@ def test_a_hybrid_with_a_like_ensemble_is_cut_into_its_members():
 def test_an_ensemble_alone_and_a_single_rbm():
     config = TrainConfig(kind="softmax", n_hidden=4, n_models=2, item_based=False)
     model = model_for_config(config, 30, torch.Generator().manual_seed(1))
-    assert list(distributed_parts(model, config)) == ["model.member1", "model.member2"]
+    assert list(distributed_stages(model, config)) == ["model.member1", "model.member2"]
     assert module_at(model, "model.member2") is model.members[1]
     trainer = trainer_for(model, config, CPU)
     assert isinstance(trainer, EnsembleTrainer)
@@ -140,7 +138,7 @@ def test_an_ensemble_alone_and_a_single_rbm():
 
     single = TrainConfig(kind="binary", n_hidden=4, n_models=1, item_based=False)
     rbm = model_for_config(single, 30, torch.Generator().manual_seed(2))
-    assert distributed_parts(rbm, single) == {"model": (rbm, single)}
+    assert distributed_stages(rbm, single) == {"model": (rbm, single)}
     plain = trainer_for(rbm, single, CPU)
     record_selection(plain, single, {"model": 9})
     assert refit_config(plain).epochs == 9

@@ -4,9 +4,9 @@ import numpy as np
 import pytest
 import torch
 
-from rbmcore.artifact import META_FILE, WEIGHTS_FILE, load_model, save_model, vocab_checksum
 from rbmcore.errors import ModelFileError
-from rbmcore.models import build_model
+from rbmcore.io.artifact import META_FILE, WEIGHTS_FILE, load_model, save_model, vocab_checksum
+from rbmcore.models.factory import build_model
 
 MOVIES = np.array([10, 20, 30, 40, 50])
 

@@ -2,9 +2,11 @@ import numpy as np
 import pytest
 import torch
 
-from rbmcore.categorical import CategoricalRBM
-from rbmcore.data import csr_from_lists, csr_from_pairs, iter_row_chunks, to_batch
-from rbmcore.training import TrainConfig, Trainer
+from rbmcore.data.batch import iter_row_chunks, to_batch
+from rbmcore.data.csr import csr_from_lists, csr_from_pairs
+from rbmcore.models.categorical import CategoricalRBM
+from rbmcore.training.config import TrainConfig
+from rbmcore.training.trainer import Trainer
 
 
 def one_user(items, ratings, n_items=6):

@@ -6,8 +6,9 @@ import numpy as np
 import pytest
 import torch
 
-from rbmcore.data import csr_from_lists, to_batch
-from rbmcore.models import build_model
+from rbmcore.data.batch import to_batch
+from rbmcore.data.csr import csr_from_lists
+from rbmcore.models.factory import build_model
 
 N_ITEMS = 30
 
@@ -124,7 +125,7 @@ def test_binary_hidden_input_from_the_reference_state_equals_the_full_sum(high, 
 def test_stable_order_is_torchs_stable_argsort(n_keys):
     """The radix path (one 16-bit pass, and two above 2**16 keys) gives torch's permutation:
     keys ascending, equal keys in their original order."""
-    from rbmcore.data import stable_order
+    from rbmcore.ops.sparse import stable_order
 
     keys = torch.randint(0, n_keys, (26_000,), generator=torch.Generator().manual_seed(n_keys))
     keys[:50] = n_keys - 1  # many ties, at the top digit too

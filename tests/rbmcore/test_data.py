@@ -1,14 +1,9 @@
 import numpy as np
 import pytest
 
-from rbmcore.data import (
-    batches_from_assignment,
-    csr_from_lists,
-    csr_from_pairs,
-    merge_rows,
-    split_holdout,
-    to_batch,
-)
+from rbmcore.data.batch import batches_from_assignment, to_batch
+from rbmcore.data.csr import csr_from_lists, csr_from_pairs, merge_rows
+from rbmcore.data.splits import split_holdout
 
 
 def small_csr():

@@ -6,13 +6,16 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from rbmcore.data import iter_row_chunks, split_holdout, to_batch
-from rbmcore.ensemble import EnsembleRBM, EnsembleTrainer, member_config
-from rbmcore.hybrid import model_for_config, trainer_for
-from rbmcore.models import build_model, model_from_tensors
-from rbmcore.refit import refit_on_all_ratings
+from rbmcore.data.batch import iter_row_chunks, to_batch
+from rbmcore.data.splits import split_holdout
+from rbmcore.models.ensemble import EnsembleRBM
+from rbmcore.models.factory import build_model, model_from_tensors
 from rbmcore.scoring import predict_csr
-from rbmcore.training import TrainConfig, Trainer
+from rbmcore.training.build import model_for_config
+from rbmcore.training.composite import EnsembleTrainer, member_config, trainer_for
+from rbmcore.training.config import TrainConfig
+from rbmcore.training.refit import refit_on_all_ratings
+from rbmcore.training.trainer import Trainer
 from tests.rbmcore.test_hybrid import N_ITEMS, random_users
 
 CPU = torch.device("cpu")

@@ -11,9 +11,9 @@ import numpy as np
 import pytest
 
 from jobs import generate as generate_job
-from jobs.common import UsageError
-from rbmcore import generate
-from rbmcore.generate import (
+from jobs.common.errors import UsageError
+from rbmcore.data import synthetic as generate
+from rbmcore.data.synthetic import (
     GENRES,
     PRESETS,
     GeneratorSpec,

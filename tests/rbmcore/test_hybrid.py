@@ -7,20 +7,20 @@ import numpy as np
 import pytest
 import torch
 
-from rbmcore.artifact import load_model, save_model
-from rbmcore.categorical import CategoricalRBM
-from rbmcore.data import csr_from_lists, iter_row_chunks, split_holdout, to_batch
-from rbmcore.ensemble import EnsembleRBM
-from rbmcore.hybrid import (
-    HybridTrainer,
-    alpha_grid_quality,
-    build_hybrid,
-    choose_alpha,
-    model_for_config,
-)
+from rbmcore.data.batch import iter_row_chunks, to_batch
+from rbmcore.data.csr import csr_from_lists
+from rbmcore.data.splits import split_holdout
+from rbmcore.evaluation import ranking_quality
+from rbmcore.io.artifact import load_model, save_model
+from rbmcore.models.categorical import CategoricalRBM
+from rbmcore.models.ensemble import EnsembleRBM
+from rbmcore.models.factory import build_hybrid
+from rbmcore.models.twoway import TwoWayRBM
 from rbmcore.scoring import predict_csr, recommend_csr
-from rbmcore.training import TrainConfig, ranking_quality
-from rbmcore.twoway import TwoWayRBM
+from rbmcore.training.build import model_for_config
+from rbmcore.training.composite import HybridTrainer
+from rbmcore.training.config import TrainConfig
+from rbmcore.training.selection import alpha_grid_quality, choose_alpha
 
 N_ITEMS = 25
 CPU = torch.device("cpu")
@@ -43,8 +43,9 @@ def small_hybrid(seed: int = 0, like_kind: str = "softmax"):
         like_kind=like_kind,
         rated_hidden=5,
         rated_models=2,
-        alpha=2.0,
+        like_models=1,
     )
+    model.alpha.fill_(2.0)
     with torch.no_grad():  # non-trivial weights
         for p in model.parameters():
             p.add_(torch.randn(p.shape, generator=torch.Generator().manual_seed(seed + 1)) * 0.3)

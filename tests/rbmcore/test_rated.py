@@ -5,9 +5,12 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from rbmcore.data import csr_from_lists, iter_row_chunks, sample_of_logits, to_batch
-from rbmcore.rated import RatedRBM
-from rbmcore.training import TrainConfig, Trainer
+from rbmcore.data.batch import iter_row_chunks, to_batch
+from rbmcore.data.csr import csr_from_lists
+from rbmcore.models.rated import RatedRBM
+from rbmcore.ops.sampling import sample_of_logits
+from rbmcore.training.config import TrainConfig
+from rbmcore.training.trainer import Trainer
 
 N_ITEMS = 30
 

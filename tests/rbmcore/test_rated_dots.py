@@ -5,8 +5,10 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from rbmcore.data import csr_from_lists, rated_dots, to_batch
-from rbmcore.models import build_model
+from rbmcore.data.batch import to_batch
+from rbmcore.data.csr import csr_from_lists
+from rbmcore.models.factory import build_model
+from rbmcore.ops.sparse import entry_dots
 
 
 def batch_with_empty_rows(n_items=30):
@@ -23,7 +25,7 @@ def test_rated_dots_equals_gather_einsum():
         W = torch.randn(30 * K, 8, generator=g)
         h = torch.rand(batch.size, 8, generator=g)
         expected = torch.einsum("nkh,nh->nk", W.view(30, K, 8)[batch.items], h[batch.rows])
-        torch.testing.assert_close(rated_dots(h, W, batch, K), expected)
+        torch.testing.assert_close(entry_dots(h, W, batch, K), expected)
 
 
 def test_visible_logits_same_with_and_without_autograd():
@@ -42,7 +44,7 @@ def test_visible_logits_same_with_and_without_autograd():
 def test_item_major_dots_equal_the_row_major_product_plus_the_values():
     """Entries grouped by item (users who rated no item, items nobody rated) give the same
     numbers, back in the batch's row order."""
-    from rbmcore.data import item_major_dots, item_major_pattern
+    from rbmcore.ops.sparse import item_major_dots, item_major_pattern
 
     batch = batch_with_empty_rows()
     g = torch.Generator().manual_seed(3)
@@ -51,5 +53,5 @@ def test_item_major_dots_equal_the_row_major_product_plus_the_values():
     values = torch.randn(batch.nnz, generator=g)
     pattern, to_rows = item_major_pattern(batch, 30, values)
     assert pattern.shape == (30, batch.size)
-    expected = rated_dots(h, W, batch, 1).squeeze(1) + values
+    expected = entry_dots(h, W, batch, 1).squeeze(1) + values
     torch.testing.assert_close(item_major_dots(h, W, pattern, to_rows), expected)

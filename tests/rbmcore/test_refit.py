@@ -8,10 +8,15 @@ import numpy as np
 import pytest
 import torch
 
-from rbmcore.data import iter_row_chunks, merge_rows, split_holdout
-from rbmcore.hybrid import HybridTrainer, model_for_config
-from rbmcore.refit import refit_config, refit_on_all_ratings
-from rbmcore.training import TrainConfig, Trainer, selection_metric
+from rbmcore.data.batch import iter_row_chunks
+from rbmcore.data.csr import merge_rows
+from rbmcore.data.splits import split_holdout
+from rbmcore.training.build import model_for_config
+from rbmcore.training.composite import HybridTrainer
+from rbmcore.training.config import TrainConfig
+from rbmcore.training.refit import refit_config, refit_on_all_ratings
+from rbmcore.training.selection import selection_metric
+from rbmcore.training.trainer import Trainer
 from tests.rbmcore.test_hybrid import N_ITEMS, random_users
 
 CPU = torch.device("cpu")

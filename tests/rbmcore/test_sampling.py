@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from rbmcore.data import sample_of_logits, skip_sample, uniform16
+from rbmcore.ops.sampling import sample_of_logits, skip_sample, uniform16
 
 
 def test_uniform16_lanes_are_uniform_over_16_bits():

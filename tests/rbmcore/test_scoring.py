@@ -1,8 +1,8 @@
 import numpy as np
 import torch
 
-from rbmcore.data import csr_from_pairs
-from rbmcore.models import build_model
+from rbmcore.data.csr import csr_from_pairs
+from rbmcore.models.factory import build_model
 from rbmcore.scoring import predict_csr, recommend_csr
 
 

@@ -7,8 +7,8 @@ import pytest
 import torch
 
 from rbmcore import scoring
-from rbmcore.data import csr_from_pairs
-from rbmcore.models import build_model
+from rbmcore.data.csr import csr_from_pairs
+from rbmcore.models.factory import build_model
 
 
 def data(n_items, n_users=150, per_user=25, seed=1):

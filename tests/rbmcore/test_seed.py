@@ -8,15 +8,15 @@ import numpy as np
 import pytest
 import torch
 
-from rbmcore.seed import (
-    SeedRBM,
-    SeedRBMConfig,
+from rbmcore.baselines.tutorial_rbm import (
+    TutorialConfig,
+    TutorialRBM,
     predict_like_mean_field,
     predict_like_sampled,
     recommend_top_k,
-    seed_test_loss,
     to_dense_binary,
-    train_seed_rbm,
+    train_tutorial_rbm,
+    tutorial_test_loss,
 )
 
 
@@ -50,7 +50,7 @@ def test_to_dense_binary_tutorial_conversion() -> None:
 
 
 def test_shapes_and_ranges() -> None:
-    model = SeedRBM(n_visible=7, n_hidden=5, generator=_gen())
+    model = TutorialRBM(n_visible=7, n_hidden=5, generator=_gen())
     assert model.W.shape == (5, 7) and model.a.shape == (1, 5) and model.b.shape == (1, 7)
     x = torch.tensor([[1.0, 0, -1, -1, 1, 0, -1], [-1.0] * 7, [1.0] * 7])
     p_h, h = model.sample_h(x)
@@ -62,7 +62,7 @@ def test_shapes_and_ranges() -> None:
 
 
 def test_chain_keeps_unrated_clamped_at_minus_one() -> None:
-    model = SeedRBM(n_visible=6, n_hidden=4, generator=_gen(3))
+    model = TutorialRBM(n_visible=6, n_hidden=4, generator=_gen(3))
     v0 = torch.tensor([[1.0, -1, 0, -1, 1, -1], [-1.0, 0, -1, 1, -1, -1]])
     before = v0.clone()
     vk = model.gibbs_chain(v0, k=10)
@@ -75,7 +75,7 @@ def test_chain_keeps_unrated_clamped_at_minus_one() -> None:
 def test_train_step_is_the_tutorial_update(monkeypatch: pytest.MonkeyPatch) -> None:
     """With the chain's end fixed, the update is W += (v0' ph0 - vk' phk)', b += sum(v0 - vk),
     a += sum(ph0 - phk) (learning rate 1, summed over the batch, -1 entries included)."""
-    model = SeedRBM(n_visible=6, n_hidden=3, generator=_gen(1))
+    model = TutorialRBM(n_visible=6, n_hidden=3, generator=_gen(1))
     v0 = torch.tensor([[1.0, 0, -1, 1, -1, -1], [-1.0, 1, 1, -1, 0, -1]])
     vk = torch.tensor([[0.0, 0, -1, 1, -1, -1], [-1.0, 1, 0, -1, 1, -1]])  # 3 of 6 rated differ
     monkeypatch.setattr(model, "gibbs_chain", lambda v, k: vk.clone())
@@ -98,10 +98,11 @@ def test_train_step_is_the_tutorial_update(monkeypatch: pytest.MonkeyPatch) -> N
 
 def test_determinism_by_generator_seed() -> None:
     *_, dense = _random_dense()
-    cfg = SeedRBMConfig(n_hidden=8, batch_size=10, epochs=2, cd_k=3, seed=5)
-    m1 = train_seed_rbm(dense, cfg, log_every=0)
-    m2 = train_seed_rbm(dense, cfg, log_every=0)
-    m3 = train_seed_rbm(dense, SeedRBMConfig(n_hidden=8, batch_size=10, epochs=2, cd_k=3, seed=6))
+    cfg = TutorialConfig(n_hidden=8, batch_size=10, epochs=2, cd_k=3, seed=5)
+    m1 = train_tutorial_rbm(dense, cfg, log_every=0)
+    m2 = train_tutorial_rbm(dense, cfg, log_every=0)
+    other = TutorialConfig(n_hidden=8, batch_size=10, epochs=2, cd_k=3, seed=6)
+    m3 = train_tutorial_rbm(dense, other)
     assert torch.equal(m1.W, m2.W) and torch.equal(m1.a, m2.a) and torch.equal(m1.b, m2.b)
     assert m1.train_losses == m2.train_losses
     assert not torch.equal(m1.W, m3.W)
@@ -114,8 +115,8 @@ def test_determinism_by_generator_seed() -> None:
 def test_trains_on_tiny_matrix_and_predicts() -> None:
     users, items, ratings, dense = _random_dense(n_users=40, n_items=15)
     before = dense.clone()
-    cfg = SeedRBMConfig(n_hidden=6, batch_size=8, epochs=3, cd_k=2, seed=0)
-    model = train_seed_rbm(dense, cfg, log_every=1)
+    cfg = TutorialConfig(n_hidden=6, batch_size=8, epochs=3, cd_k=2, seed=0)
+    model = train_tutorial_rbm(dense, cfg, log_every=1)
     assert torch.equal(dense, before)
     assert len(model.train_losses) == 3 and all(math.isfinite(x) for x in model.train_losses)
     assert all(0.0 <= x <= 1.0 for x in model.train_losses)
@@ -128,7 +129,7 @@ def test_trains_on_tiny_matrix_and_predicts() -> None:
     full = model.mean_field_v(dense).numpy()
     np.testing.assert_allclose(p, full[q_users, q_items], rtol=1e-6)
 
-    loss = seed_test_loss(model, dense, dense, _gen(2))
+    loss = tutorial_test_loss(model, dense, dense, _gen(2))
     assert 0.0 <= loss <= 1.0
 
 
@@ -137,7 +138,7 @@ def test_recommend_top_k_excludes_seen_and_pads() -> None:
     d = torch.full((3, 4), -1.0)
     d[0, 0], d[0, 1] = 1.0, 0.0
     d[1, [0, 1, 2]] = 1.0
-    model = SeedRBM(n_visible=4, n_hidden=3, generator=_gen())
+    model = TutorialRBM(n_visible=4, n_hidden=3, generator=_gen())
     top = recommend_top_k(model, d, k=3)
     assert top.shape == (3, 3) and top.dtype == np.int64
     assert sorted(top[0, :2].tolist()) == [2, 3] and top[0, 2] == -1
@@ -149,7 +150,7 @@ def test_recommend_top_k_excludes_seen_and_pads() -> None:
 def test_tutorial_batching_skips_the_tail() -> None:
     # range(0, n_users - batch_size, batch_size) is empty when n_users <= batch_size: no update.
     *_, dense = _random_dense(n_users=10)
-    cfg = SeedRBMConfig(n_hidden=4, batch_size=10, epochs=1, cd_k=1, seed=0)
-    model = train_seed_rbm(dense, cfg, log_every=0)
-    init = SeedRBM(dense.shape[1], 4, torch.Generator().manual_seed(0))
+    cfg = TutorialConfig(n_hidden=4, batch_size=10, epochs=1, cd_k=1, seed=0)
+    model = train_tutorial_rbm(dense, cfg, log_every=0)
+    init = TutorialRBM(dense.shape[1], 4, torch.Generator().manual_seed(0))
     assert torch.equal(model.W, init.W) and math.isnan(model.train_losses[0])

@@ -8,13 +8,15 @@ import pytest
 import torch
 
 from rbmcore import metrics
-from rbmcore.artifact import load_model, save_model
-from rbmcore.data import csr_from_lists, csr_from_pairs, iter_row_chunks, split_holdout, to_batch
-from rbmcore.hybrid import model_for_config, trainer_for
-from rbmcore.itembased import transpose_csr
+from rbmcore.data.batch import iter_row_chunks, to_batch
+from rbmcore.data.csr import csr_from_lists, csr_from_pairs, transpose_csr
+from rbmcore.data.splits import split_holdout
+from rbmcore.io.artifact import load_model, save_model
+from rbmcore.models.twoway import TwoWayRBM
 from rbmcore.scoring import predict_csr, recommend_csr
-from rbmcore.training import TrainConfig
-from rbmcore.twoway import TwoWayRBM
+from rbmcore.training.build import model_for_config
+from rbmcore.training.composite import trainer_for
+from rbmcore.training.config import TrainConfig
 from tests.conftest import ML100K
 
 N_ITEMS = 30
@@ -169,7 +171,7 @@ def test_rated_item_part_is_automatic_by_size():
     part on MovieLens-100k-sized data, not on ml-1m-sized data; true/false force it."""
     config = TrainConfig(kind="rated", n_hidden=4, item={"n_hidden": 3})
     assert config.item_based == "auto"
-    assert config.wants_item_part(943, 1_682) and not config.wants_item_part(6_040, 3_706)
+    assert config.wants_item_way(943, 1_682) and not config.wants_item_way(6_040, 3_706)
     small = model_for_config(config, 1_682, torch.Generator().manual_seed(0), 943)
     large = model_for_config(config, 3_706, torch.Generator().manual_seed(0), 6_040)
     assert isinstance(small, TwoWayRBM) and not isinstance(large, TwoWayRBM)

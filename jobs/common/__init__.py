@@ -1,0 +1,1 @@
+"""What every job shares: configuration, command line, errors, the SparkSession, memory."""

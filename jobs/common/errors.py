@@ -1,0 +1,49 @@
+"""The errors a job reports as one line and an exit code, and the wrapper that does it."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable, Sequence
+
+from rbmcore.errors import ModelFileError
+
+
+class JobError(Exception):
+    """An error a user can act on: printed as one line, the process exits with ``exit_code``."""
+
+    exit_code = 1
+
+
+class UsageError(JobError):
+    exit_code = 2
+
+
+class BadInputError(JobError):
+    exit_code = 3
+
+
+class LockHeldError(JobError):
+    exit_code = 4
+
+
+EXIT_MODEL_FILE = 5
+EXIT_DIVERGED = 6
+
+
+def run_main(main: Callable[[Sequence[str] | None], int], argv: Sequence[str] | None) -> None:
+    """Run a job's ``main`` and exit: one clear line and a non-zero code for a ``JobError``."""
+    try:
+        code = main(argv)
+    except JobError as exc:
+        print(f"rbm-reco: error: {exc}", file=sys.stderr)
+        sys.exit(exc.exit_code)
+    except ModelFileError as exc:
+        print(f"rbm-reco: error: bad model file: {exc}", file=sys.stderr)
+        sys.exit(EXIT_MODEL_FILE)
+    except FloatingPointError as exc:
+        print(f"rbm-reco: error: {exc}", file=sys.stderr)
+        sys.exit(EXIT_DIVERGED)
+    except KeyboardInterrupt:
+        print("rbm-reco: interrupted", file=sys.stderr)
+        sys.exit(130)
+    sys.exit(code or 0)

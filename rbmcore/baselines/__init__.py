@@ -1,0 +1,1 @@
+"""Reference implementations the benchmarks compare against (not used by the jobs)."""

@@ -1,0 +1,1 @@
+"""The data layer: ratings storage (CSR), batches, held-out splits, the synthetic generator."""

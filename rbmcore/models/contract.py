@@ -1,0 +1,60 @@
+"""The model contract: what every model kind and composite offers the rest of rbmcore and the
+jobs. Scoring, evaluation, saving and the Spark jobs rely on these members only.
+
+``Recommender`` is met by every model (``CategoricalRBM``, ``RatedRBM``, ``ItemBasedRBM``,
+``TwoWayRBM``, ``EnsembleRBM``, ``HybridRBM``); ``TrainableRBM`` by the single RBMs that a
+``rbmcore.training.trainer.Trainer`` updates with contrastive divergence (``CategoricalRBM``,
+``RatedRBM``). ``tests/rbmcore/models/test_contract.py`` checks every kind and composite.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Protocol, runtime_checkable
+
+import torch
+
+from rbmcore.data.batch import UserBatch
+from rbmcore.data.csr import RatingsCSR
+
+
+@runtime_checkable
+class Recommender(Protocol):
+    """A model that scores users from their ratings alone (mean-field passes, no sampling)."""
+
+    kind: str  # the model kind of model.json: binary, softmax, rated or hybrid
+    n_items: int  # catalogue width: the visible items
+    n_hidden: int  # hidden units (of the like part for a hybrid)
+    n_models: int  # RBMs averaged (1 for a single RBM and for a hybrid as a whole)
+    n_states: int  # dense floats per (user, item) while scoring, for chunk sizing
+    output_columns: tuple[str, ...]  # score_all's outputs besides "score", export order
+
+    def init_visible_biases(self, csr: RatingsCSR) -> None:
+        """Visible biases from the training users' rows ``csr`` (before training)."""
+        ...
+
+    def score_all(self, batch: UserBatch) -> dict[str, torch.Tensor]:
+        """(batch, n_items) each: ``score`` (the ranking) and every ``output_columns`` entry."""
+        ...
+
+    def predict_pairs(
+        self, batch: UserBatch, items: torch.Tensor, rows: torch.Tensor
+    ) -> dict[str, torch.Tensor]:
+        """(n,) each: ``p_like`` (and ``pred_rating`` for rating models) of the query pairs
+        (rows[n] of ``batch``, items[n])."""
+        ...
+
+    def hyperparameters(self) -> dict[str, Any]:
+        """What ``rbmcore.models.factory.model_from_tensors`` rebuilds the model from."""
+        ...
+
+
+@runtime_checkable
+class TrainableRBM(Recommender, Protocol):
+    """A single RBM that contrastive divergence trains."""
+
+    def cd_loss_and_nll(
+        self, batch: UserBatch, k: int, generator: torch.Generator | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """A scalar whose gradient is the CD-k update of ``batch`` and (n,) the NLL of the
+        batch's data under the mean-field reconstruction before the update."""
+        ...

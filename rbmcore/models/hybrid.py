@@ -1,0 +1,97 @@
+"""The default model: a ``rated`` RBM (which movies will the user watch) combined with a like /
+rating RBM (will they like it).
+
+``score = P(rated) * p_like ** alpha``: the rated RBM proposes what the user will watch, the
+like RBM demotes what they would dislike; ``alpha`` is chosen on the validation split
+(nDCG@10 of the held-out items) after both sub-models are trained
+(``rbmcore.training.composite.HybridTrainer``). ``alpha = 0`` is the rated RBM alone. The
+export's ``p_like`` (and ``pred_rating`` for a softmax like model) come from the like
+sub-model, ``p_rated`` from the rated one.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import nn
+
+from rbmcore.data.batch import UserBatch
+from rbmcore.data.csr import RatingsCSR
+
+DEFAULT_ALPHA = 1.0  # the combination before validation chooses one
+
+
+class HybridRBM(nn.Module):
+    """A rated RBM (``RatedRBM``, or a two-way one) and a like RBM (``CategoricalRBM``, or a
+    two-way one) scored together (state keys ``rated.*``, ``like.*`` and the buffer
+    ``alpha``)."""
+
+    kind = "hybrid"
+    output_columns = ("p_rated", "p_like", "pred_rating")
+
+    def __init__(self, rated: nn.Module, like: nn.Module, alpha: float = DEFAULT_ALPHA):
+        super().__init__()
+        if rated.n_items != like.n_items:
+            raise ValueError(f"sub-models disagree on n_items: {rated.n_items} vs {like.n_items}")
+        self.rated = rated
+        self.like = like
+        self.register_buffer("alpha", torch.tensor(float(alpha)))
+
+    @property
+    def n_items(self) -> int:
+        return self.rated.n_items
+
+    @property
+    def n_states(self) -> int:
+        """Dense floats per (user, item) while scoring, for chunk sizing."""
+        return self.like.n_states + self.rated.n_states
+
+    @property
+    def n_models(self) -> int:
+        return 1
+
+    @property
+    def n_hidden(self) -> int:
+        return self.like.n_hidden
+
+    def init_visible_biases(self, csr: RatingsCSR) -> None:
+        self.rated.init_visible_biases(csr)
+        self.like.init_visible_biases(csr)
+
+    def combine(self, p_rated: torch.Tensor, p_like: torch.Tensor) -> torch.Tensor:
+        """P(rated) * p_like ** alpha, any matching shapes."""
+        return p_rated * p_like.clamp_min(1e-12) ** self.alpha
+
+    def score_all(self, batch: UserBatch) -> dict[str, torch.Tensor]:
+        """(batch, n_items) each: ``score``, ``p_rated``, ``p_like`` and ``pred_rating`` (the
+        like part's expected rating; NaN when it is a binary RBM)."""
+        out = self.like.score_all(batch)
+        out.pop("score")
+        if "pred_rating" not in out:  # a binary like part: same columns, no rating scale
+            out["pred_rating"] = torch.full_like(out["p_like"], float("nan"))
+        p_rated = self.rated.score_all(batch)["p_rated"]
+        return {"score": self.combine(p_rated, out["p_like"]), "p_rated": p_rated, **out}
+
+    def predict_pairs(
+        self, batch: UserBatch, items: torch.Tensor, rows: torch.Tensor
+    ) -> dict[str, torch.Tensor]:
+        """(n,) p_like (and pred_rating) of query pairs, from the like sub-model."""
+        return self.like.predict_pairs(batch, items, rows)
+
+    def hyperparameters(self) -> dict[str, Any]:
+        hyper = {
+            "kind": self.kind,
+            "n_items": self.n_items,
+            "n_hidden": self.like.n_hidden,
+            "like_kind": self.like.kind,
+            "like_models": int(self.like.n_models),
+            "rated_hidden": self.rated.n_hidden,
+            "rated_models": self.rated.n_models,
+            "alpha": float(self.alpha),
+        }
+        for part in ("rated", "like"):  # a two-way part's (each member's) item-based way
+            item_based = getattr(self, part).hyperparameters().get("item_based")
+            if item_based:
+                hyper[f"{part}_item"] = item_based
+        return hyper

@@ -1,0 +1,1 @@
+"""Tensor kernels the models share: sampling and sparse products over stored entries."""
