@@ -1,8 +1,8 @@
-"""glibc's allocator as a process starts vs ``jobs.memory.configure_allocator``, on the driver's
-heaviest loops: the hybrid's alpha search (both sub-models score chunks of validation users,
-then 7 combinations and top-k per chunk) and training batches of its rated part.
+"""glibc's allocator as a process starts vs ``jobs.common.memory.configure_allocator``, on the
+driver's heaviest loops: the hybrid's alpha search (both sub-models score chunks of validation
+users, then 7 combinations and top-k per chunk) and training batches of its rated part.
 
-    .venv/bin/python bench/allocator.py [--preset ml-10m] [--users 20000] [--repeats 2]
+    .venv/bin/python -m bench.allocator [--preset ml-10m] [--users 20000] [--repeats 2]
 
 Every measurement runs in a fresh process (an allocator's state is per process), the two
 modes alternating: ``default`` (glibc as it starts) and ``configured`` (``configure_allocator``
@@ -97,7 +97,9 @@ def child(args: argparse.Namespace) -> None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m bench.allocator", description=__doc__.split("\n\n")[0]
+    )
     parser.add_argument("--preset", default="ml-10m", choices=["ml-1m", "ml-10m", "ml-25m"])
     parser.add_argument("--users", type=int, default=20_000, help="validation users searched")
     parser.add_argument("--batches", type=int, default=20, help="CD updates of the rated part")
@@ -113,10 +115,12 @@ def main() -> None:
     runs: dict[str, list[dict]] = {mode: [] for mode in MODES}
     for _ in range(args.repeats):
         for mode in MODES:
-            cmd = [sys.executable, __file__, "--child", mode, "--preset", args.preset,
-                   "--users", str(args.users), "--batches", str(args.batches),
-                   "--threads", str(args.threads)]  # fmt: skip
-            line = subprocess.run(cmd, env=env, check=True, capture_output=True, text=True)
+            cmd = [sys.executable, "-m", "bench.allocator", "--child", mode,
+                   "--preset", args.preset, "--users", str(args.users),
+                   "--batches", str(args.batches), "--threads", str(args.threads)]  # fmt: skip
+            line = subprocess.run(
+                cmd, env=env, cwd=REPO, check=True, capture_output=True, text=True
+            )
             result = json.loads(line.stdout.strip().splitlines()[-1])
             runs[mode].append(result)
             print(json.dumps(result), flush=True)

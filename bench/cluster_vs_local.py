@@ -1,6 +1,6 @@
 """Wall time per step: local mode vs a Spark standalone cluster on this machine (ml-1m preset).
 
-    python bench/cluster_vs_local.py [--preset ml-1m] [--epochs 3] [--kind KIND]
+    python -m bench.cluster_vs_local [--preset ml-1m] [--epochs 3] [--kind KIND]
                                      [--distributed 2] [--work DIR] [--no-write]
 
 Generates the preset (``rbm-reco generate --preset ml-1m --test-fraction 0.2``) once, then runs
@@ -22,6 +22,7 @@ import shutil
 import subprocess
 import sys
 import time
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -62,8 +63,55 @@ def write_section(path: Path, body: str) -> None:
     path.write_text(text)
 
 
+@dataclass(frozen=True)
+class Pipeline:
+    """What both runs submit: the generated data, the zipped code, the conf, the train step's
+    arguments and the driver's and executors' memory."""
+
+    data: Path
+    pyfiles: Path
+    conf: Path
+    train_args: list[str]
+    memory: str
+
+    def submit(self, master: str, out: Path, logs: Path) -> dict[str, float]:
+        """The four steps against ``master`` into ``out``; seconds per step."""
+        return submit_pipeline(
+            master, self.data, out, self.pyfiles, logs, self.conf, self.train_args,
+            timeout=3600, memory=self.memory,
+        )  # fmt: skip
+
+
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    """Both runs, the exports compared, the section printed and written; 1 if they differ."""
+    args = parse_args(argv)
+    work = Path(args.work)
+    data = work / "data" / args.preset
+    generate(args.preset, data)
+    train_args = ["--epochs", str(args.epochs)] + (["--kind", args.kind] if args.kind else [])
+    pipeline = Pipeline(
+        data, build_pyfiles(work / "dist"), REPO / "conf" / "cluster.toml", train_args, args.memory
+    )
+    loads = [load_average()]
+    results = {"local": run_local(pipeline, work / "local", args.cores)}
+    loads.append(load_average())
+    results["cluster"] = run_cluster(
+        pipeline, work / "cluster", args.cores, args.distributed, loads
+    )
+    same, max_score_diff = compare_exports(work / "local" / "run", work / "cluster" / "run")
+    command = " ".join(["python -m bench.cluster_vs_local", *(argv or sys.argv[1:])])
+    body = section_body(args, command, results, loads, same, max_score_diff)
+    print("\n" + body)
+    if not args.no_write:
+        write_section(REPO / "BENCHMARKS.md", body)
+        print(f"\nwrote the '{SECTION}' section of {REPO / 'BENCHMARKS.md'}")
+    return 0 if same else 1
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="python -m bench.cluster_vs_local", description=__doc__.splitlines()[0]
+    )
     parser.add_argument("--preset", default="ml-1m")
     parser.add_argument("--epochs", type=int, default=3, help="training epochs (default 3)")
     parser.add_argument("--kind", help="model kind (default: conf/cluster.toml's)")
@@ -72,54 +120,65 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--distributed", type=int, default=0, help="also train with N processes")
     parser.add_argument("--work", default=str(REPO / "out" / "bench-cluster"))
     parser.add_argument("--no-write", action="store_true", help="do not touch BENCHMARKS.md")
-    args = parser.parse_args(argv)
+    return parser.parse_args(argv)
 
-    work = Path(args.work)
-    data = work / "data" / args.preset
-    generate(args.preset, data)
-    pyfiles = build_pyfiles(work / "dist")
-    conf = REPO / "conf" / "cluster.toml"
-    train_args = ["--epochs", str(args.epochs)] + (["--kind", args.kind] if args.kind else [])
-    loads = [load_average()]
-    results: dict[str, dict[str, float]] = {}
 
-    local_out = work / "local" / "run"
-    shutil.rmtree(local_out, ignore_errors=True)
-    print(f"local[{args.cores}] ...", flush=True)
-    results["local"] = submit_pipeline(
-        f"local[{args.cores}]", data, local_out, pyfiles, work / "local" / "logs", conf,
-        train_args, timeout=3600, memory=args.memory,
-    )  # fmt: skip
-    loads.append(load_average())
+def run_local(pipeline: Pipeline, folder: Path, cores: int) -> dict[str, float]:
+    """The pipeline with ``--master local[cores]`` into ``folder/run``; seconds per step."""
+    out = folder / "run"
+    shutil.rmtree(out, ignore_errors=True)
+    print(f"local[{cores}] ...", flush=True)
+    return pipeline.submit(f"local[{cores}]", out, folder / "logs")
 
-    cluster_out = work / "cluster" / "run"
-    shutil.rmtree(cluster_out, ignore_errors=True)
+
+def run_cluster(
+    pipeline: Pipeline, folder: Path, cores: int, distributed: int, loads: list[str]
+) -> dict[str, float]:
+    """The pipeline on a standalone cluster started here (one worker with ``cores`` cores)
+    into ``folder/run``, then with ``distributed`` the train step again with that many
+    processes (``train_distributed``); seconds per step. Appends the load after each."""
+    out = folder / "run"
+    shutil.rmtree(out, ignore_errors=True)
     print("standalone cluster ...", flush=True)
-    worker_memory = f"{2 * int(args.memory.rstrip('g'))}g"
-    with StandaloneCluster(work / "cluster" / "spark", args.cores, worker_memory) as cluster:
-        results["cluster"] = submit_pipeline(
-            cluster.url, data, cluster_out, pyfiles, work / "cluster" / "logs", conf,
-            train_args, timeout=3600, memory=args.memory,
-        )  # fmt: skip
+    worker_memory = f"{2 * int(pipeline.memory.rstrip('g'))}g"
+    with StandaloneCluster(folder / "spark", cores, worker_memory) as cluster:
+        results = pipeline.submit(cluster.url, out, folder / "logs")
         loads.append(load_average())
-        if args.distributed:
-            started = time.perf_counter()
-            spark_submit(
-                cluster.url, "train",
-                ["--conf", str(conf), "--out", str(cluster_out), *train_args,
-                 "--model", str(cluster_out / "model_distributed"),
-                 "--distributed", str(args.distributed)],
-                pyfiles, work / "cluster" / "logs" / "train_distributed.log",
-                timeout=3600, memory=args.memory,
-            )  # fmt: skip
-            results["cluster"]["train_distributed"] = time.perf_counter() - started
+        if distributed:
+            log = folder / "logs" / "train_distributed.log"
+            results["train_distributed"] = train_distributed(
+                pipeline, cluster.url, out, distributed, log
+            )
             loads.append(load_average())
+    return results
 
+
+def train_distributed(
+    pipeline: Pipeline, master: str, out: Path, processes: int, log: Path
+) -> float:
+    """Seconds of the train step with ``--distributed processes`` on the run in ``out``."""
+    started = time.perf_counter()
+    spark_submit(
+        master, "train",
+        ["--conf", str(pipeline.conf), "--out", str(out), *pipeline.train_args,
+         "--model", str(out / "model_distributed"), "--distributed", str(processes)],
+        pipeline.pyfiles, log, timeout=3600, memory=pipeline.memory,
+    )  # fmt: skip
+    return time.perf_counter() - started
+
+
+def compare_exports(local_out: Path, cluster_out: Path) -> tuple[bool, float]:
+    """Whether the two exports list the same (user, rank, movie) rows, and the largest score
+    difference between them (nan when they differ)."""
     a, b = read_export(local_out), read_export(cluster_out)
     key = ["user_id", "rank", "movie_id"]
     same = len(a) == len(b) and a[key].equals(b[key])
     max_score_diff = float((a["score"] - b["score"]).abs().max()) if same else float("nan")
+    return same, max_score_diff
 
+
+def step_rows(results: dict[str, dict[str, float]], distributed: int) -> list[str]:
+    """The table's rows: seconds per step in each mode, their totals, the distributed train."""
     rows = [
         f"| {step} | {results['local'][step]:.1f} | {results['cluster'][step]:.1f} |"
         for step in STEPS
@@ -130,11 +189,22 @@ def main(argv: list[str] | None = None) -> int:
     )
     if "train_distributed" in results["cluster"]:
         rows.append(
-            f"| train, `--distributed {args.distributed}` | | "
+            f"| train, `--distributed {distributed}` | | "
             f"{results['cluster']['train_distributed']:.1f} |"
         )
-    command = " ".join(["python bench/cluster_vs_local.py", *(argv or sys.argv[1:])])
-    body = "\n".join(
+    return rows
+
+
+def section_body(
+    args: argparse.Namespace,
+    command: str,
+    results: dict[str, dict[str, float]],
+    loads: list[str],
+    same: bool,
+    max_score_diff: float,
+) -> str:
+    """The section's text: the command, data and machine, the table, the exports' check."""
+    return "\n".join(
         [
             f"`{command}` ({datetime.now(UTC):%Y-%m-%d}). Data: the generated `{args.preset}` "
             "preset with a 20% per-user test holdout; conf/cluster.toml, "
@@ -149,17 +219,12 @@ def main(argv: list[str] | None = None) -> int:
             "",
             f"| step | local[{args.cores}] | standalone cluster |",
             "|---|---|---|",
-            *rows,
+            *step_rows(results, args.distributed),
             "",
             f"Exports identical (user, rank, movie): {same}; max |score difference| "
             f"{max_score_diff:.2g}.",
         ]
     )
-    print("\n" + body)
-    if not args.no_write:
-        write_section(REPO / "BENCHMARKS.md", body)
-        print(f"\nwrote the '{SECTION}' section of {REPO / 'BENCHMARKS.md'}")
-    return 0 if same else 1
 
 
 if __name__ == "__main__":

@@ -12,8 +12,8 @@
 # same rbmcore Trainer the train job runs on the driver, on the generated train.dat.
 # Then it scores every user on CUDA with rbmcore.scoring.recommend_csr (what the Spark
 # scoring UDF calls) and measures a plain torch.matmul GFLOP/s on the same GPU. Last,
-# bench/gpu_kinds.py trains every kind with its defaults (the default hybrid first; KIND_EPOCHS
-# epochs per part, then the refit) and scores it on CUDA, and compares with the CPU.
+# `python -m bench.gpu_kinds` trains every kind with its defaults (the default hybrid first;
+# KIND_EPOCHS epochs per part, then the refit) and scores it on CUDA, and compares with the CPU.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PYTHON=${PYTHON:-.venv/bin/python}
@@ -56,10 +56,11 @@ fi
 "$PYTHON" - <<'EOF'
 import json, os, time
 import numpy as np, pandas as pd, torch
-from rbmcore.data import csr_from_pairs
-from rbmcore.models import build_model
+from rbmcore.data.csr import csr_from_pairs
+from rbmcore.models.factory import build_model
 from rbmcore.scoring import fast_users_per_chunk, recommend_csr
-from rbmcore.training import TrainConfig, Trainer
+from rbmcore.training.config import TrainConfig
+from rbmcore.training.trainer import Trainer
 
 work, epochs, dev = os.environ["WORK"], int(os.environ["EPOCHS"]), torch.device("cuda")
 raw = pd.read_csv(f"{work}/data/train.dat", sep=":", header=None, usecols=[0, 2, 4]).to_numpy()
@@ -74,7 +75,7 @@ def sync_time(fn, reps=5):
     return sorted(ts)[len(ts) // 2]
 
 if os.environ.get("MODEL"):
-    from rbmcore.artifact import load_model
+    from rbmcore.io.artifact import load_model
     meta = json.load(open(f"{os.environ['MODEL']}/model.json"))
     for h in meta["training"]["history"]:
         print(f"train epoch {h['epoch']}: {h['seconds']:.2f} s on {meta['training']['device']}")
@@ -114,4 +115,4 @@ print(f"top-10 on cuda vs on cpu (same weights): {same:.2%} of rows name the sam
       f"max |score difference| {gap:.1e}")
 EOF
 
-"$PYTHON" bench/gpu_kinds.py --device cuda --preset ml-1m --epochs "$KIND_EPOCHS"
+"$PYTHON" -m bench.gpu_kinds --device cuda --preset ml-1m --epochs "$KIND_EPOCHS"

@@ -1,8 +1,8 @@
 """Every model kind trained and scored on one device, in process (no Spark, no files).
 
-    .venv/bin/python bench/gpu_kinds.py --device cuda [--preset ml-1m] [--epochs 2]
-    .venv/bin/python bench/gpu_kinds.py --device cpu --preset ml-100k --epochs 1   # dry run
-    .venv/bin/python bench/gpu_kinds.py --device cuda --preset ml-25m --epochs 1 --kinds hybrid
+    .venv/bin/python -m bench.gpu_kinds --device cuda [--preset ml-1m] [--epochs 2]
+    .venv/bin/python -m bench.gpu_kinds --device cpu --preset ml-100k --epochs 1   # dry run
+    .venv/bin/python -m bench.gpu_kinds --device cuda --preset ml-25m --epochs 1 --kinds hybrid
 
 The code the train job runs on the driver (``bench.quality.train_rbm``: validation carve,
 the kind's trainer with early stopping, the refit on all ratings) and the scoring UDF's
@@ -79,7 +79,9 @@ def check_kind(kind: str, csr: RatingsCSR, device: torch.device, epochs: int) ->
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m bench.gpu_kinds", description=__doc__.split("\n\n")[0]
+    )
     parser.add_argument("--device", default="auto", help="auto (cuda if available), cpu, cuda")
     presets = ["ml-100k", "ml-1m", "ml-10m", "ml-25m"]
     parser.add_argument("--preset", default="ml-1m", choices=presets)

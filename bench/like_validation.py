@@ -2,7 +2,7 @@
 the two-way softmax RBM, scored on the per-user validation holdout carved from the training
 file (never the test file), as ``rbm-reco train`` carves it.
 
-    .venv/bin/python bench/like_validation.py [--split u1] [--seeds 0,1,2]
+    .venv/bin/python -m bench.like_validation [--split u1] [--seeds 0,1,2]
 
 Each model is the selected one (``refit = false``: the refit would train on the holdout); the
 two-way parts' item states are recomputed from the fit part alone before scoring, since the
@@ -38,7 +38,9 @@ def validation_numbers(model: torch.nn.Module, fit, held) -> dict[str, float]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m bench.like_validation", description=__doc__.split("\n\n")[0]
+    )
     parser.add_argument("--split", default="u1", choices=["u1", "random"])
     parser.add_argument("--seeds", default="0,1,2")
     args = parser.parse_args()

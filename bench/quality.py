@@ -1,14 +1,15 @@
 """Recommendation quality, side by side, on the same splits with the same evaluator.
 
-    python bench/quality.py [--splits u1,random] [--seeds 3] [--quick] [--data DIR]
+    python -m bench.quality [--splits u1,random] [--seeds 3] [--quick] [--data DIR]
 
-Rows: the seed tutorial's RBM (``rbmcore.seed``, faithful), most-popular unseen movies, Spark
-ALS explicit and implicit (each tuned on a validation split carved from the training part with
-``rbmcore.data.split_holdout``; never on the test file), and every rbm-reco kind with its
-defaults (trained in-process through ``rbmcore``, the code the Spark train job runs; the same
-per-user validation carve and early stopping as ``rbm-reco train``).
-Evaluator (DESIGN section 5): ``rbmcore.metrics`` on the same arrays for every row; candidates
-are the catalogue movies (those in the training part) the user did not rate in training.
+Rows: the tutorial's RBM (``rbmcore.baselines.tutorial_rbm``, faithful), most-popular unseen
+movies, Spark ALS explicit and implicit (each tuned on a validation split carved from the
+training part with ``rbmcore.data.splits.split_holdout``; never on the test file), and every
+rbm-reco kind with its defaults (trained in-process through ``rbmcore``, the code the Spark
+train job runs; the same per-user validation carve and early stopping as ``rbm-reco train``).
+Evaluator (docs/design.md, "Evaluation"): ``rbmcore.metrics`` on the same arrays for every row;
+candidates are the catalogue movies (those in the training part) the user did not rate in
+training.
 Writes the ``## Quality`` section of BENCHMARKS.md (replaced on reruns).
 """
 
@@ -63,6 +64,7 @@ RBM_KINDS = (
 )  # fmt: skip
 IMPLICIT_GRID = {"rank": (10, 20, 50), "regParam": (0.1, 1.0), "alpha": (1.0, 10.0)}
 EXPLICIT_GRID = {"rank": (10, 20), "regParam": (0.05, 0.1, 0.15)}
+TUTORIAL_ROW = "tutorial RBM (rbmcore.baselines.tutorial_rbm)"
 SECTION = "## Quality"
 SECTION_END = "<!-- end of quality section -->"
 
@@ -138,7 +140,7 @@ class Result:
 
 
 def evaluate(split: Split, res: Result) -> dict[str, float]:
-    """DESIGN section 5 metrics of ``res`` against ``split.test``."""
+    """The metrics of docs/design.md ("Evaluation") of ``res`` against ``split.test``."""
     test = split.test
     users = np.repeat(test.user_ids, test.row_lengths())
     out: dict[str, float] = {}
@@ -148,13 +150,7 @@ def evaluate(split: Split, res: Result) -> dict[str, float]:
         )
         for name in ("precision", "recall", "ndcg", "map"):
             out[name + suffix] = m[name]
-    like = metrics.like_from_rating(test.ratings)
-    if res.p_like is not None:
-        out["like_error"] = metrics.like_error(users, like, res.p_like)
-        out["auc"] = metrics.auc(like, res.p_like)
-    if res.pred_rating is not None:
-        out["rmse"] = metrics.rmse(test.ratings, res.pred_rating)
-        out["mae"] = metrics.mae(test.ratings, res.pred_rating)
+    out.update(metrics.like_and_rating_metrics(users, test.ratings, res.p_like, res.pred_rating))
     out["train_s"] = res.train_s
     out["score_s"] = res.score_s
     return out
@@ -179,7 +175,7 @@ def run_popularity(split: Split, seed: int) -> Result:
     return Result(u, i, r, train_s=train_s, score_s=time.perf_counter() - start)
 
 
-def run_seed(split: Split, seed: int) -> Result:
+def run_tutorial(split: Split, seed: int) -> Result:
     """The tutorial's RBM as published (nh=200, batch 100, 10 epochs, CD-10, -1 for missing,
     sampled prediction); ranking by its mean-field reconstruction."""
     train = split.train
@@ -423,7 +419,7 @@ def make_runners(
 ) -> list[tuple[str, Callable[[int], Result]]]:
     """(row name, seed -> Result) for every model of the table."""
     runners: list[tuple[str, Callable[[int], Result]]] = [
-        ("seed tutorial RBM (rbmcore.seed)", lambda s: run_seed(split, s)),
+        (TUTORIAL_ROW, lambda s: run_tutorial(split, s)),
         ("most popular unseen", lambda s: run_popularity(split, s)),
         ("Spark ALS explicit (tuned)", lambda s: run_als(spark, split, s, False, explicit)),
         ("Spark ALS implicit (tuned)", lambda s: run_als(spark, split, s, True, implicit)),
@@ -483,13 +479,13 @@ def markdown(
         f"Seeds {seeds}: mean ± standard deviation over seeds (model initialisation, sampling, "
         "validation carve and batch order; the test split is fixed).",
         "",
-        "Protocol: DESIGN section 5 (top-10 unseen catalogue movies; relevant = any test rating, "
-        "and ≥4 = rating ≥ 4; like = rating ≥ 3, like error = per-user mean error of "
+        'Protocol: docs/design.md "Evaluation" (top-10 unseen catalogue movies; relevant = any '
+        "test rating, and ≥4 = rating ≥ 4; like = rating ≥ 3, like error = per-user mean error of "
         "p_like ≥ 0.5; AUC of p_like; RMSE/MAE of predicted ratings). Every choice (ALS grids, "
         "RBM early stopping, the two-way blend weights, the hybrid's alpha) uses a per-user "
         f"{VAL_FRACTION:.0%} validation "
-        "holdout carved from the training part with `rbmcore.data.split_holdout`; the test files "
-        "are only scored. rbm-reco rows train in-process with `rbmcore` (the code `rbm-reco "
+        "holdout carved from the training part with `rbmcore.data.splits.split_holdout`; the test "
+        "files are only scored. rbm-reco rows train in-process with `rbmcore` (the code `rbm-reco "
         "train` runs: same carve, batches of 100 users, same trainers), with each kind's "
         "defaults; `binary`, `softmax` and `rated` are two-way (user-based + item-based RBM; "
         "`rated`'s is on by size at MovieLens 100k), the `-user` rows are their user-based RBM "
@@ -531,12 +527,53 @@ def write_section(path: Path, section: str) -> None:
 
 # -- main ----------------------------------------------------------------------------------
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    """Every model on every split, the table printed and (unless ``--no-write``) written."""
+    args = parse_args(argv)
+    if args.threads > 0:
+        torch.set_num_threads(args.threads)
+    names = ["u1"] if args.quick else args.splits.split(",")
+    seeds = list(range(1 if args.quick else args.seeds))
+    kinds = [k for k in args.kinds.split(",") if k]
+    command = "python -m bench.quality " + " ".join(argv if argv is not None else sys.argv[1:])
+    began = time.perf_counter()
+    spark = local_spark()
+    rows_by_split: dict[str, list[Row]] = {}
+
+    def write_partial() -> None:
+        if not args.no_write:  # partial tables survive an interrupted run
+            minutes = (time.perf_counter() - began) / 60
+            partial = markdown(rows_by_split, seeds, command + "  (in progress)", minutes)
+            write_section(Path(args.output), partial)
+
+    for split in load_splits(Path(args.data), names):
+        runners = tuned_runners(spark, split, kinds, seeds[0])
+        rows = rows_by_split.setdefault(split.name, [])
+        for name, runner in runners:
+            row = Row(name)
+            rows.append(row)
+            row_seeds = seeds_of_row(row, seeds, args.tutorial_rbm_seeds)
+            run_seeds(split, row, runner, row_seeds, write_partial)
+    minutes = (time.perf_counter() - began) / 60
+    section = markdown(rows_by_split, seeds, command, minutes)
+    print(section)
+    if not args.no_write:
+        write_section(Path(args.output), section)
+    spark.stop()
+    return 0
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="python -m bench.quality", description=__doc__.split("\n\n")[0]
+    )
     parser.add_argument("--splits", default="u1,random", help="comma list of u1, random")
     parser.add_argument("--seeds", type=int, default=3, help="seeds per model")
     parser.add_argument("--quick", action="store_true", help="one seed, u1 only")
     parser.add_argument(
-        "--seed-rbm-seeds", type=int, default=None, help="seeds for the (slow) seed RBM row"
+        "--tutorial-rbm-seeds",
+        type=int,
+        default=None,
+        help="seeds for the (slow) tutorial RBM row",
     )
     parser.add_argument("--kinds", default=",".join(RBM_KINDS), help="rbm-reco kinds to run")
     parser.add_argument("--data", default=str(REPO.parent / "shared" / "data" / "ml-100k"))
@@ -545,15 +582,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--threads", type=int, default=0, help="torch threads (0 = torch's default)"
     )
-    args = parser.parse_args(argv)
-    if args.threads > 0:
-        torch.set_num_threads(args.threads)
-    names = ["u1"] if args.quick else args.splits.split(",")
-    seeds = list(range(1 if args.quick else args.seeds))
-    kinds = [k for k in args.kinds.split(",") if k]
-    command = "python bench/quality.py " + " ".join(argv if argv is not None else sys.argv[1:])
-    began = time.perf_counter()
+    return parser.parse_args(argv)
 
+
+def local_spark():
+    """The local[2] session ALS runs in (conf/local.toml, 4 shuffle partitions, no UI)."""
     from jobs.common.config import load_conf
     from jobs.common.session import get_spark
 
@@ -563,43 +596,50 @@ def main(argv: list[str] | None = None) -> int:
     spark = get_spark(conf, "local[2]")
     spark.sparkContext.setLogLevel("ERROR")
     spark.sparkContext.setCheckpointDir("/tmp/rbm-reco-bench-checkpoints")
+    return spark
 
-    rows_by_split: dict[str, list[Row]] = {}
-    for split in load_splits(Path(args.data), names):
+
+def tuned_runners(
+    spark, split: Split, kinds: list[str], seed: int
+) -> list[tuple[str, Callable[[int], Result]]]:
+    """The table's runners on ``split``, ALS with the grid points chosen on validation with
+    ``seed``."""
+    log(
+        f"split {split.name}: {len(split.train)} users, {split.train.n_items} items, "
+        f"{split.train.nnz} train / {split.test.nnz} test ratings"
+    )
+    implicit, _ = tune_als(spark, split, True, seed)
+    explicit, _ = tune_als(spark, split, False, seed)
+    log(f"ALS implicit chosen {implicit}; explicit chosen {explicit}")
+    return make_runners(spark, split, implicit, explicit, kinds)
+
+
+def seeds_of_row(row: Row, seeds: list[int], tutorial_seeds: int | None) -> list[int]:
+    """The seeds ``row`` runs: all of them, or the first ``tutorial_seeds`` for the (slow)
+    tutorial RBM row when that is set (which the row's notes then say)."""
+    if row.name != TUTORIAL_ROW or tutorial_seeds is None:
+        return seeds
+    row.notes.append(f"{min(tutorial_seeds, len(seeds))} seed(s) only (slow)")
+    return seeds[:tutorial_seeds]
+
+
+def run_seeds(
+    split: Split,
+    row: Row,
+    runner: Callable[[int], Result],
+    seeds: list[int],
+    after_each: Callable[[], None],
+) -> None:
+    """``runner`` with each of ``seeds``, evaluated on ``split`` into ``row``, logged."""
+    for seed in seeds:
+        res = runner(seed)
+        row.runs.append(evaluate(split, res))
+        row.notes.append(res.note)
         log(
-            f"split {split.name}: {len(split.train)} users, {split.train.n_items} items, "
-            f"{split.train.nnz} train / {split.test.nnz} test ratings"
+            f"{split.name} | {row.name} | seed {seed} | "
+            + ", ".join(f"{k} {v:.4f}" for k, v in row.runs[-1].items())
         )
-        implicit, imp_scores = tune_als(spark, split, True, seeds[0])
-        explicit, exp_scores = tune_als(spark, split, False, seeds[0])
-        log(f"ALS implicit chosen {implicit}; explicit chosen {explicit}")
-        runners = make_runners(spark, split, implicit, explicit, kinds)
-        rows = rows_by_split.setdefault(split.name, [])
-        for name, runner in runners:
-            row = Row(name)
-            rows.append(row)
-            slow = name.startswith("seed tutorial") and args.seed_rbm_seeds is not None
-            if slow:
-                row.notes.append(f"{min(args.seed_rbm_seeds, len(seeds))} seed(s) only (slow)")
-            for seed in seeds[: args.seed_rbm_seeds] if slow else seeds:
-                res = runner(seed)
-                row.runs.append(evaluate(split, res))
-                row.notes.append(res.note)
-                log(
-                    f"{split.name} | {name} | seed {seed} | "
-                    + ", ".join(f"{k} {v:.4f}" for k, v in row.runs[-1].items())
-                )
-                if not args.no_write:  # partial tables survive an interrupted run
-                    minutes = (time.perf_counter() - began) / 60
-                    partial = markdown(rows_by_split, seeds, command + "  (in progress)", minutes)
-                    write_section(Path(args.output), partial)
-    minutes = (time.perf_counter() - began) / 60
-    section = markdown(rows_by_split, seeds, command, minutes)
-    print(section)
-    if not args.no_write:
-        write_section(Path(args.output), section)
-    spark.stop()
-    return 0
+        after_each()
 
 
 def log(message: str) -> None:

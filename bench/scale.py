@@ -1,11 +1,11 @@
 """Scale benchmark: the whole pipeline on a generated MovieLens-sized preset, measured in one run.
 
-    .venv/bin/python bench/scale.py run --preset ml-1m  [--work /tmp/rbm-scale]
-    .venv/bin/python bench/scale.py run --preset ml-10m
-    .venv/bin/python bench/scale.py run --preset ml-25m
-    .venv/bin/python bench/scale.py report            # -> the "## Scale" section of BENCHMARKS.md
-    .venv/bin/python bench/scale.py seed              # only the seed comparison (ml-1m, ~1 min)
-    .venv/bin/python bench/scale.py throughput --preset ml-1m --factor 32   # after `run`
+    .venv/bin/python -m bench.scale run --preset ml-1m  [--work /tmp/rbm-scale]
+    .venv/bin/python -m bench.scale run --preset ml-10m
+    .venv/bin/python -m bench.scale run --preset ml-25m
+    .venv/bin/python -m bench.scale report        # -> the "## Scale" section of BENCHMARKS.md
+    .venv/bin/python -m bench.scale tutorial      # only the tutorial comparison (ml-1m, ~1 min)
+    .venv/bin/python -m bench.scale throughput --preset ml-1m --factor 32   # after `run`
 
 ``run`` generates the preset (20% per-user test holdout) unless it is already under WORK, then
 runs ``rbm-reco run --epochs 1 --kind binary --master local[2]`` as a child process while a
@@ -14,7 +14,7 @@ the Python driver, the driver JVM and the Python workers (pyspark daemon and its
 split by pipeline step from the job's log. Then, in this process, on the same ingested data
 and the same trained weights: ``rbmcore.scoring.recommend_csr`` throughput (torch threads =
 2, the cores Spark had), a plain ``torch.matmul`` GFLOP/s baseline, the training FLOP rate,
-and at ml-1m the seed tutorial's dense algorithm vs ours at equal settings. Then ``rbm-reco
+and at ml-1m the tutorial's dense algorithm vs ours at equal settings. Then ``rbm-reco
 train --epochs 1`` again with ``train.cache = "stream"`` for the driver's memory when streaming.
 ``throughput`` (after ``run``) times the warm score job on the preset's users and on them
 replicated F times, side by side, which separates the job's fixed cost from its users/s.
@@ -46,6 +46,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from datetime import date, datetime
 from pathlib import Path
 
@@ -300,7 +301,7 @@ def in_process(out: Path, preset: str, max_users: int) -> dict:
     result["train_users_per_s"] = sum(len(b) for b in part) / t
     result["train_gflops"] = flops / t / 1e9
     if preset == "ml-1m":
-        result["seed_comparison"] = seed_comparison(csr, batches, n_items)
+        result["tutorial_comparison"] = tutorial_comparison(csr, batches, n_items)
     del np
     return result
 
@@ -375,10 +376,7 @@ def score_throughput(args: argparse.Namespace) -> dict:
 
     from jobs.common.config import load_conf
     from jobs.common.session import get_spark
-    from jobs.score import run_score
-    from jobs.storage.layout import recommendations_for
     from rbmcore.io.artifact import load_model
-    from rbmcore.scoring import recommend_csr
 
     work = Path(args.work)
     out, big = work / "out" / args.preset, work / "out" / f"{args.preset}-x{args.factor}"
@@ -390,45 +388,69 @@ def score_throughput(args: argparse.Namespace) -> dict:
     model = load_model(out / "model").model
     csr, _ = load_ingested(out, model.n_items)
     sub = csr.slice(0, min(len(csr), args.max_users))
-    times: dict[str, list[float]] = {"x1": [], "xF": [], "in_process": []}
     try:
         users_big = replicate_out(spark, out, big, args.factor)
-        for i in range(args.repeats + 1):
-            for name, folder in (("x1", out), ("xF", big)):
-                dt = f"2026-03-{i + 1:02d}"
-                start = time.perf_counter()
-                run_score(spark, conf, str(folder), dt)
-                elapsed = time.perf_counter() - start
-                shutil.rmtree(recommendations_for(str(folder), dt), ignore_errors=True)
-                if i:  # the first round warms the workers and the JVM
-                    times[name].append(elapsed)
-            start = time.perf_counter()
-            recommend_csr(model, sub, 10)
-            times["in_process"].append(len(sub) / (time.perf_counter() - start))
+        times = alternating_score_times(spark, conf, out, big, model, sub, args.repeats)
     finally:
         spark.stop()
         shutil.rmtree(big, ignore_errors=True)
-    t1, tf = statistics.median(times["x1"]), statistics.median(times["xF"])
-    users = len(csr)
-    rate = (users_big - users) / (tf - t1)
-    in_process = statistics.median(times["in_process"][1:])
-    throughput = {
-        "factor": args.factor, "users": users, "users_replicated": users_big,
-        "x1_s": times["x1"], "xF_s": times["xF"], "in_process_users_per_s": in_process,
-        "spark_users_per_s": rate, "fixed_s": t1 - users / rate,
-        "ratio": rate / in_process, "load_after": os.getloadavg(),
-        "command": f"bench/scale.py throughput --preset {args.preset} --factor {args.factor}",
-    }  # fmt: skip
+    throughput = throughput_summary(times, len(csr), users_big, args)
     result["spark_throughput"] = throughput
     path.write_text(json.dumps(result, indent=1, default=str))
     print(json.dumps(throughput, indent=1))
     return throughput
 
 
-def seed_comparison(csr, batches, n_items: int, n_batches: int = 20, repeats: int = 5) -> dict:
-    """Users/s of one CD-10 update, hidden 200, batch 100: the seed's dense algorithm
-    (``rbmcore.seed.TutorialRBM.train_step``) vs ours (``Trainer.train_epoch``), side by side,
-    alternating ``repeats`` times (medians; one warm-up run of each first)."""
+def alternating_score_times(
+    spark, conf: dict, out: Path, big: Path, model, sub, repeats: int
+) -> dict[str, list[float]]:
+    """``repeats + 1`` rounds of the score job on ``out`` (``x1``) then on ``big`` (``xF``),
+    then in-process scoring of ``sub``; the seconds of the score jobs after the first round
+    (which warms the workers and the JVM) and the in-process users/s of every round."""
+    import shutil
+
+    from jobs.score import run_score
+    from jobs.storage.layout import recommendations_for
+    from rbmcore.scoring import recommend_csr
+
+    times: dict[str, list[float]] = {"x1": [], "xF": [], "in_process": []}
+    for i in range(repeats + 1):
+        for name, folder in (("x1", out), ("xF", big)):
+            dt = f"2026-03-{i + 1:02d}"
+            start = time.perf_counter()
+            run_score(spark, conf, str(folder), dt)
+            elapsed = time.perf_counter() - start
+            shutil.rmtree(recommendations_for(str(folder), dt), ignore_errors=True)
+            if i:
+                times[name].append(elapsed)
+        start = time.perf_counter()
+        recommend_csr(model, sub, 10)
+        times["in_process"].append(len(sub) / (time.perf_counter() - start))
+    return times
+
+
+def throughput_summary(
+    times: dict[str, list[float]], users: int, users_big: int, args: argparse.Namespace
+) -> dict:
+    """The ``spark_throughput`` result: the medians' rate beyond the fixed cost, the fixed
+    cost and the ratio to the in-process rate (its first, warm-up round left out)."""
+    t1, tf = statistics.median(times["x1"]), statistics.median(times["xF"])
+    rate = (users_big - users) / (tf - t1)
+    in_process = statistics.median(times["in_process"][1:])
+    return {
+        "factor": args.factor, "users": users, "users_replicated": users_big,
+        "x1_s": times["x1"], "xF_s": times["xF"], "in_process_users_per_s": in_process,
+        "spark_users_per_s": rate, "fixed_s": t1 - users / rate,
+        "ratio": rate / in_process, "load_after": os.getloadavg(),
+        "command": f"-m bench.scale throughput --preset {args.preset} --factor {args.factor}",
+    }  # fmt: skip
+
+
+def tutorial_comparison(csr, batches, n_items: int, n_batches: int = 20, repeats: int = 5) -> dict:
+    """Users/s of one CD-10 update, hidden 200, batch 100: the tutorial's dense algorithm
+    (``rbmcore.baselines.tutorial_rbm.TutorialRBM.train_step``) vs ours
+    (``Trainer.train_epoch``), side by side, alternating ``repeats`` times (medians; one
+    warm-up run of each first)."""
     import numpy as np
     import torch
 
@@ -446,20 +468,21 @@ def seed_comparison(csr, batches, n_items: int, n_batches: int = 20, repeats: in
         dense.append(
             to_dense_binary(sub.row_of_entries(), sub.items, sub.ratings, len(sub), n_items)
         )
-    seed = TutorialRBM(n_items, hidden, torch.Generator().manual_seed(0))
+    tutorial = TutorialRBM(n_items, hidden, torch.Generator().manual_seed(0))
 
-    def run_seed():
+    def run_tutorial():
         for v in dense:
-            seed.train_step(v, k=k)
+            tutorial.train_step(v, k=k)
 
     config = TrainConfig(kind="binary", n_hidden=hidden, cd_schedule=[[0, k]], seed=0)
     ours = Trainer(build_model("binary", n_items, hidden, torch.Generator().manual_seed(0)),
                    config, torch.device("cpu"))  # fmt: skip
-    seed_t, ours_t = [], []
+    tutorial_t, ours_t = [], []
     for _ in range(repeats):  # alternate, so both see the same machine load
-        seed_t.append(median_time(run_seed, 1))
+        tutorial_t.append(median_time(run_tutorial, 1))
         ours_t.append(median_time(lambda: ours.train_epoch(csr, part, 0), 1))
-    seed_rate, ours_rate = users / statistics.median(seed_t), users / statistics.median(ours_t)
+    tutorial_rate = users / statistics.median(tutorial_t)
+    ours_rate = users / statistics.median(ours_t)
     del np
     return {
         "hidden": hidden,
@@ -467,11 +490,11 @@ def seed_comparison(csr, batches, n_items: int, n_batches: int = 20, repeats: in
         "cd_k": k,
         "batches": len(part),
         "threads": torch.get_num_threads(),
-        "seed_s": seed_t,
+        "tutorial_s": tutorial_t,
         "ours_s": ours_t,
-        "seed_users_per_s": seed_rate,
+        "tutorial_users_per_s": tutorial_rate,
         "ours_users_per_s": ours_rate,
-        "ratio": ours_rate / seed_rate,
+        "ratio": ours_rate / tutorial_rate,
     }
 
 
@@ -497,8 +520,8 @@ def generated_train(preset: str, batch_size: int = 100, seed: int = 0):
     return csr, len(vocabulary), np.array_split(order, range(batch_size, len(csr), batch_size))
 
 
-def seed_only(args: argparse.Namespace) -> None:
-    """``seed_comparison`` alone on the preset's generated train split, in this process."""
+def tutorial_only(args: argparse.Namespace) -> None:
+    """``tutorial_comparison`` alone on the preset's generated train split, in this process."""
     import torch
 
     torch.set_num_threads(args.threads)
@@ -512,7 +535,7 @@ def seed_only(args: argparse.Namespace) -> None:
         "data_s": time.perf_counter() - start,
         "load_before": os.getloadavg(),
     }
-    result.update(seed_comparison(csr, batches, n_items, repeats=args.repeats))
+    result.update(tutorial_comparison(csr, batches, n_items, repeats=args.repeats))
     result["load_after"] = os.getloadavg()
     print(json.dumps(result, indent=1))
 
@@ -620,8 +643,8 @@ def run(args: argparse.Namespace) -> dict:
 
 
 def run_default_model(args: argparse.Namespace) -> dict:
-    """The issue's target command as a user runs it: ``rbm-reco run --epochs 1`` with the
-    project's default model (no ``--kind``), under the same memory monitor as ``run``."""
+    """``rbm-reco run --epochs 1`` as a user runs it, with the project's default model (no
+    ``--kind``), under the same memory monitor as ``run``."""
     work = Path(args.work)
     data, out = work / "data" / args.preset, work / "out" / f"{args.preset}-default"
     (work / "results" / "default").mkdir(parents=True, exist_ok=True)
@@ -680,7 +703,11 @@ def save(work: Path, result: dict) -> dict:
 # -- the report --------------------------------------------------------------------------------
 
 
-def memory_rows(row, bold: str = "") -> None:
+RowAdder = Callable[[str, Callable[[dict], str]], None]  # row(name, cell of one result)
+IP = "in_process"  # the results' key of the in-process measurements
+
+
+def memory_rows(row: RowAdder, bold: str = "") -> None:
     """The peak-memory rows of a results table (``row(name, fn)`` adds one)."""
     row(f"{bold}peak RSS, all processes (MB){bold}",
         lambda r: f"{bold}{r['memory_all']['total_mb']:,}{bold}")  # fmt: skip
@@ -693,8 +720,26 @@ def memory_rows(row, bold: str = "") -> None:
 
 
 def render(results: list[dict]) -> str:
+    """The ``## Scale`` section of BENCHMARKS.md: how it was measured, a table with one column
+    per preset, then its footnotes and the notes on the FLOP models and reference runs."""
+    lines = scale_preamble(results)
+    row = row_adder(lines, results)
+    step_time_rows(row)
+    memory_rows(row)
+    streamed_train_rows(row)
+    scoring_rate_rows(row)
+    if any("spark_throughput" in r for r in results):
+        throughput_rows(row)
+    flop_rate_rows(row)
+    lines += scale_footnotes(results)
+    lines += ["", *FLOP_NOTES, "", *REFERENCE_NOTES, ""]
+    return "\n".join(lines)
+
+
+def scale_preamble(results: list[dict]) -> list[str]:
+    """The section's title, the machine, the commands, the load, and the table's head."""
     m = results[0]["machine"]
-    lines = [
+    return [
         SECTION,
         "",
         f"Measured {', '.join(sorted({r['date'] for r in results}))} by `bench/scale.py` on "
@@ -706,7 +751,7 @@ def render(results: list[dict]) -> str:
         "",
         "```",
         *[
-            f".venv/bin/python bench/scale.py run --preset {r['preset']}"
+            f".venv/bin/python -m bench.scale run --preset {r['preset']}"
             + ("" if "stream_train" in r else " --no-stream")
             for r in results
         ],
@@ -715,7 +760,7 @@ def render(results: list[dict]) -> str:
             for r in results
             if "spark_throughput" in r
         ],
-        ".venv/bin/python bench/scale.py report",
+        ".venv/bin/python -m bench.scale report",
         "```",
         "",
         "Each runs `rbm-reco "
@@ -736,7 +781,12 @@ def render(results: list[dict]) -> str:
         "|---|" + "---|" * len(results),
     ]
 
-    def row(name, fn):
+
+def row_adder(lines: list[str], results: list[dict]) -> RowAdder:
+    """``row(name, fn)``: appends to ``lines`` a table row of ``fn(result)`` per result, "-"
+    where a result lacks what ``fn`` reads."""
+
+    def row(name: str, fn: Callable[[dict], str]) -> None:
         cells = []
         for r in results:
             try:
@@ -745,9 +795,13 @@ def render(results: list[dict]) -> str:
                 cells.append("-")
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
 
-    ip = "in_process"
-    row("users / items / ratings (train)", lambda r: f"{r[ip]['users']:,} / {r[ip]['n_items']:,} "
-        f"/ {r[ip]['ratings']:,}")  # fmt: skip
+    return row
+
+
+def step_time_rows(row: RowAdder) -> None:
+    """The data's size and the seconds of every pipeline step."""
+    row("users / items / ratings (train)", lambda r: f"{r[IP]['users']:,} / {r[IP]['n_items']:,} "
+        f"/ {r[IP]['ratings']:,}")  # fmt: skip
     reused = {True: " †", False: ""}
     row("generate (s)",
         lambda r: f"{r['generate_s']:.0f}{reused[bool(r.get('generate_reused'))]}")  # fmt: skip
@@ -757,51 +811,72 @@ def render(results: list[dict]) -> str:
     row("score, Spark job incl. export (s)", lambda r: f"{r['seconds']['score']:.0f}")
     row("evaluate (s)", lambda r: f"{r['seconds']['evaluate']:.0f}")
     row("whole run (s)", lambda r: f"{r['wall_s']:.0f}")
-    memory_rows(row)
+
+
+def streamed_train_rows(row: RowAdder) -> None:
+    """The driver's memory and the epoch's seconds when training streams its data."""
     star = {True: " *", False: ""}
     row("train, streamed (256 MB budget): Python driver peak (MB)",
         lambda r: f"{r['stream_train']['memory']['python_driver_mb']:,}"
         + star[bool(r["stream_train"].get("separate_run"))])  # fmt: skip
     row("train, streamed: epoch (s)", lambda r: f"{r['stream_train']['epoch_s']:.0f}")
-    row("score chunk (users x items block)", lambda r: f"{r[ip]['chunk_users']} x "
-        f"{r[ip]['n_items']:,}")  # fmt: skip
+
+
+def scoring_rate_rows(row: RowAdder) -> None:
+    """Users/s of the Spark score job (as run, and warm) and in-process, and their ratios."""
+    row("score chunk (users x items block)", lambda r: f"{r[IP]['chunk_users']} x "
+        f"{r[IP]['n_items']:,}")  # fmt: skip
     row("score, Spark job, the run's step (users/s)",
         lambda r: f"{r['spark_score_users_per_s']:,.0f}")  # fmt: skip
     row("score, Spark job, workers up: median of 3 runs after 2 (s)",
         lambda r: f"{statistics.median(r['spark_warm']['warm_s']):.1f}")  # fmt: skip
     row("score, Spark job, workers up (users/s)",
         lambda r: f"{r['spark_warm']['users_per_s']:,.0f}")  # fmt: skip
-    row("score, in-process (users/s)", lambda r: f"{r[ip]['score_users_per_s']:,.0f}")
+    row("score, in-process (users/s)", lambda r: f"{r[IP]['score_users_per_s']:,.0f}")
     row("Spark / in-process: the run's step",
-        lambda r: f"{r['spark_score_users_per_s'] / r[ip]['score_users_per_s']:.0%}")  # fmt: skip
+        lambda r: f"{r['spark_score_users_per_s'] / r[IP]['score_users_per_s']:.0%}")  # fmt: skip
     row("Spark / in-process: workers up",
-        lambda r: f"{r['spark_warm']['users_per_s'] / r[ip]['score_users_per_s']:.0%}")  # fmt: skip
-    if any("spark_throughput" in r for r in results):
-        def tp(fmt):
-            return lambda r: fmt(r["spark_throughput"]) if "spark_throughput" in r else ""
+        lambda r: f"{r['spark_warm']['users_per_s'] / r[IP]['score_users_per_s']:.0%}")  # fmt: skip
 
-        row("score job, N vs F x N users: F, F x N",
-            tp(lambda t: f"{t['factor']}, {t['users_replicated']:,}"))  # fmt: skip
-        row("score job, N vs F x N users: median s",
-            tp(lambda t: f"{statistics.median(t['x1_s']):.1f} vs "
-               f"{statistics.median(t['xF_s']):.1f}"))  # fmt: skip
-        row("score job: fixed cost (s)", tp(lambda t: f"{t['fixed_s']:.1f}"))
-        row("score job: users/s beyond the fixed cost",
-            tp(lambda t: f"{t['spark_users_per_s']:,.0f}"))  # fmt: skip
-        row("in-process, same session (users/s)",
-            tp(lambda t: f"{t['in_process_users_per_s']:,.0f}"))  # fmt: skip
-        row("**Spark / in-process: beyond the fixed cost**",
-            tp(lambda t: f"**{t['ratio']:.0%}**"))  # fmt: skip
-    row("plain torch.matmul 2048^3 (GFLOP/s)", lambda r: f"{r[ip]['matmul_gflops']:.1f}")
+
+def throughput_rows(row: RowAdder) -> None:
+    """The ``throughput`` sub-command's rows (empty cells for the presets without it)."""
+
+    def tp(fmt: Callable[[dict], str]) -> Callable[[dict], str]:
+        return lambda r: fmt(r["spark_throughput"]) if "spark_throughput" in r else ""
+
+    row("score job, N vs F x N users: F, F x N",
+        tp(lambda t: f"{t['factor']}, {t['users_replicated']:,}"))  # fmt: skip
+    row("score job, N vs F x N users: median s",
+        tp(lambda t: f"{statistics.median(t['x1_s']):.1f} vs "
+           f"{statistics.median(t['xF_s']):.1f}"))  # fmt: skip
+    row("score job: fixed cost (s)", tp(lambda t: f"{t['fixed_s']:.1f}"))
+    row("score job: users/s beyond the fixed cost",
+        tp(lambda t: f"{t['spark_users_per_s']:,.0f}"))  # fmt: skip
+    row("in-process, same session (users/s)",
+        tp(lambda t: f"{t['in_process_users_per_s']:,.0f}"))  # fmt: skip
+    row("**Spark / in-process: beyond the fixed cost**",
+        tp(lambda t: f"**{t['ratio']:.0%}**"))  # fmt: skip
+
+
+def flop_rate_rows(row: RowAdder) -> None:
+    """GFLOP/s of the matmul baselines, of scoring and of training, and their ratios."""
+    row("plain torch.matmul 2048^3 (GFLOP/s)", lambda r: f"{r[IP]['matmul_gflops']:.1f}")
     row("torch.mm at the scoring block's shape (GFLOP/s)",
-        lambda r: f"{r[ip]['matmul_shape_gflops']:.1f}")  # fmt: skip
-    row("score, in-process (GFLOP/s)", lambda r: f"{r[ip]['score_gflops']:.1f}")
+        lambda r: f"{r[IP]['matmul_shape_gflops']:.1f}")  # fmt: skip
+    row("score, in-process (GFLOP/s)", lambda r: f"{r[IP]['score_gflops']:.1f}")
     row("score, in-process / plain matmul",
-        lambda r: f"{r[ip]['score_gflops'] / r[ip]['matmul_gflops']:.0%}")  # fmt: skip
+        lambda r: f"{r[IP]['score_gflops'] / r[IP]['matmul_gflops']:.0%}")  # fmt: skip
     row("score, Spark (GFLOP/s)", lambda r: f"{r['spark_score_gflops']:.1f}")
-    row("train, in-process (users/s)", lambda r: f"{r[ip]['train_users_per_s']:,.0f}")
-    row("train, in-process (GFLOP/s)", lambda r: f"{r[ip]['train_gflops']:.2f}")
-    row("train / plain matmul", lambda r: f"{r[ip]['train_gflops'] / r[ip]['matmul_gflops']:.1%}")
+    row("train, in-process (users/s)", lambda r: f"{r[IP]['train_users_per_s']:,.0f}")
+    row("train, in-process (GFLOP/s)", lambda r: f"{r[IP]['train_gflops']:.2f}")
+    row("train / plain matmul", lambda r: f"{r[IP]['train_gflops'] / r[IP]['matmul_gflops']:.1%}")
+
+
+def scale_footnotes(results: list[dict]) -> list[str]:
+    """The table's footnotes (reused data, a separate streamed run), the presets' notes and
+    the training comparison with the tutorial's algorithm, each only where it applies."""
+    lines: list[str] = []
     if any(r.get("generate_reused") for r in results):
         lines += [
             "",
@@ -818,19 +893,18 @@ def render(results: list[dict]) -> str:
     notes = [f"{r['preset']}: {r['note']}" for r in results if r.get("note")]
     if notes:
         lines += ["", "Notes: " + "; ".join(notes) + "."]
-    seed = [r for r in results if "seed_comparison" in r.get(ip, {})]
-    if seed:
-        s = seed[0][ip]["seed_comparison"]
+    compared = [r for r in results if "tutorial_comparison" in r.get(IP, {})]
+    if compared:
+        s = compared[0][IP]["tutorial_comparison"]
         lines += [
             "",
-            f"Training vs the seed tutorial's dense algorithm at {seed[0]['preset']} size, equal "
+            f"Training vs the tutorial's dense algorithm at {compared[0]['preset']} size, equal "
             f"settings (hidden {s['hidden']}, batch {s['batch']}, CD-{s['cd_k']}, "
-            f"{s['batches']} batches, 2 threads, median of {len(s['seed_s'])} alternating runs): "
-            f"seed {s['seed_users_per_s']:,.0f} users/s, ours {s['ours_users_per_s']:,.0f} "
-            f"users/s, ratio {s['ratio']:.1f}x.",
+            f"{s['batches']} batches, 2 threads, median of {len(s['tutorial_s'])} alternating "
+            f"runs): tutorial {s['tutorial_users_per_s']:,.0f} users/s, ours "
+            f"{s['ours_users_per_s']:,.0f} users/s, ratio {s['ratio']:.1f}x.",
         ]
-    lines += ["", *FLOP_NOTES, "", *REFERENCE_NOTES, ""]
-    return "\n".join(lines)
+    return lines
 
 
 def render_default(results: list[dict]) -> list[str]:
@@ -844,7 +918,7 @@ def render_default(results: list[dict]) -> list[str]:
         "one binary RBM, 1 epoch per part (`--epochs 1` caps the item-based ways too):",
         "",
         "```",
-        *[f".venv/bin/python bench/scale.py default --preset {r['preset']}" for r in results],
+        *[f".venv/bin/python -m bench.scale default --preset {r['preset']}" for r in results],
         "```",
         "",
         "Each runs `rbm-reco "
@@ -884,7 +958,8 @@ FLOP_NOTES = [
     "hidden-to-visible pass over the rated items 2K; an update makes 8 + k of the first "
     "(data, chain, reconstruction loss, two free energies forward and backward) and 1 + k of "
     "the second. Training is gather/scatter-bound, not a matmul, so its GFLOP/s is far below "
-    "the matmul's by nature; its comparison that matters is against the seed's dense algorithm.",
+    "the matmul's by nature; its comparison that matters is against the tutorial's dense "
+    "algorithm.",
     "",
     "In-process numbers: `rbmcore.scoring.recommend_csr` / `Trainer.train_epoch` on the same "
     "ingested data and the trained weights, torch threads = 2, median of 3 (the matmul baseline: "
@@ -896,10 +971,10 @@ FLOP_NOTES = [
     "starting the Python workers (each imports torch: a few seconds, once per job); \"workers "
     "up\" is `jobs.score.run_score` run again in one local[2] session of the bench process "
     "after two warm-up runs (median of the next 3), the same warm state as the in-process "
-    "median. \"Beyond the fixed cost\" (`bench/scale.py throughput --preset PRESET --factor "
-    "F`, run after that preset's `run`, in one local[2] session): the same warm `run_score` "
-    "on the run's N users and on them replicated F times (user ids shifted, same items, "
-    "ratings, vocabulary and model), alternating, median of 3 each after one warm-up round; "
+    "median. \"Beyond the fixed cost\" (`python -m bench.scale throughput --preset PRESET "
+    "--factor F`, run after that preset's `run`, in one local[2] session): the same warm "
+    "`run_score` on the run's N users and on them replicated F times (user ids shifted, same "
+    "items, ratings, vocabulary and model), alternating, median of 3 each after one warm-up round; "
     "users/s = (F - 1) N / (t(F x N) - t(N)) and fixed cost = t(N) - N / that rate; the "
     "in-process rate is measured between the Spark runs in the same process (first 20,000 "
     "users, 2 threads). A job over few users is bound by the fixed cost (job scheduling, "
@@ -916,10 +991,10 @@ REFERENCE_NOTES = [
     "hidden reached 12,148 users/s = 143 GFLOP/s = 44% of that matmul at the ml-25m "
     "catalogue (59,047 items), 31% at ml-10m's (10,677) and 16% at ml-1m's (3,706), where the "
     "per-user sparse pass and top-k outweigh the thin product; training at ml-1m size with "
-    "the seed's settings (hidden 200, batch 100, CD-10; `bench/scale.py seed`, 2 threads) ran "
-    "at 3.3x the seed's dense algorithm before the per-batch GibbsPlan and closed-form "
-    "gradient (commit 3ad9375) and at 6.0x / 7.1x after (two runs; 1.0x before the sampled "
-    "hidden-to-visible product). GPU: BENCHMARKS.md `## GPU`.",
+    "the tutorial's settings (hidden 200, batch 100, CD-10; `python -m bench.scale tutorial`, 2 "
+    "threads) ran at 3.3x the tutorial's dense algorithm before the per-batch GibbsPlan and "
+    "closed-form gradient (commit 3ad9375) and at 6.0x / 7.1x after (two runs; 1.0x before the "
+    "sampled hidden-to-visible product). GPU: BENCHMARKS.md `## GPU`.",
 ]
 
 
@@ -948,7 +1023,9 @@ def report(args: argparse.Namespace) -> None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m bench.scale", description=__doc__.split("\n\n")[0]
+    )
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser("run", help="generate (if needed) and measure one preset")
     p.add_argument("--preset", required=True, choices=["ml-100k", "ml-1m", "ml-10m", "ml-25m"])
@@ -963,9 +1040,10 @@ def main() -> None:
     r = sub.add_parser("report", help="render WORK/results/*.json into BENCHMARKS.md")
     r.add_argument("--work", default=DEFAULT_WORK)
     s = sub.add_parser(
-        "seed",
-        help="only the in-process training comparison with the seed's dense algorithm (hidden "
-        "200, batch 100, CD-10) on the preset's train split generated in memory; prints JSON",
+        "tutorial",
+        help="only the in-process training comparison with the tutorial's dense algorithm "
+        "(hidden 200, batch 100, CD-10) on the preset's train split generated in memory; prints "
+        "JSON",
     )
     s.add_argument("--preset", default="ml-1m", choices=["ml-100k", "ml-1m", "ml-10m", "ml-25m"])
     s.add_argument("--repeats", type=int, default=5, help="alternating runs of each (median)")
@@ -996,7 +1074,7 @@ def main() -> None:
     )
     args = parser.parse_args()
     commands = {
-        "run": run, "report": report, "seed": seed_only, "throughput": score_throughput,
+        "run": run, "report": report, "tutorial": tutorial_only, "throughput": score_throughput,
         "default": run_default_model,
     }  # fmt: skip
     commands[args.command](args)

@@ -83,6 +83,34 @@ def ranking_metrics(
     """
     if k < 1:
         raise ValueError(f"k must be >= 1, got {k}")
+    rec_users, rec_items, rec_ranks, rel_users, rel_items = _checked_pairs(
+        rec_users, rec_items, rec_ranks, rel_users, rel_items
+    )
+    keep = rec_ranks <= k
+    rec_users, rec_items, rec_ranks = rec_users[keep], rec_items[keep], rec_ranks[keep]
+
+    rec_keys, rel_keys = _pair_keys(rec_users, rec_items, rel_users, rel_items)
+    rel_keys, first = np.unique(rel_keys, return_index=True)
+    eval_users, n_rel = np.unique(rel_users[first], return_counts=True)
+    if len(eval_users) == 0:
+        nan = float("nan")
+        return {"precision": nan, "recall": nan, "ndcg": nan, "map": nan, "n_users": 0}
+
+    # Recommended pairs that are relevant (this also drops users without relevant items).
+    hit = _is_member(rec_keys, rel_keys)
+    hit_user_index = np.searchsorted(eval_users, rec_users[hit])
+    return _averaged_over_users(hit_user_index, rec_ranks[hit].astype(np.int64), n_rel, k)
+
+
+def _checked_pairs(
+    rec_users: np.ndarray,
+    rec_items: np.ndarray,
+    rec_ranks: np.ndarray,
+    rel_users: np.ndarray,
+    rel_items: np.ndarray,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """``ranking_metrics``' inputs as flat arrays; ``ValueError`` on mismatched lengths or a
+    rank below 1."""
     rec_users = np.asarray(rec_users).ravel()
     rec_items = np.asarray(rec_items).ravel()
     rec_ranks = np.asarray(rec_ranks).ravel()
@@ -92,46 +120,42 @@ def ranking_metrics(
         raise ValueError("rec_users, rec_items and rec_ranks must have the same length")
     if len(rel_users) != len(rel_items):
         raise ValueError("rel_users and rel_items must have the same length")
-
     if len(rec_ranks) and rec_ranks.min() < 1:
         raise ValueError("ranks start at 1")
-    keep = rec_ranks <= k
-    rec_users, rec_items, rec_ranks = rec_users[keep], rec_items[keep], rec_ranks[keep]
+    return rec_users, rec_items, rec_ranks, rel_users, rel_items
 
-    rec_keys, rel_keys = _pair_keys(rec_users, rec_items, rel_users, rel_items)
-    rel_keys, first = np.unique(rel_keys, return_index=True)
-    rel_users = rel_users[first]
 
-    # Users that count, and their number of relevant items.
-    eval_users, n_rel = np.unique(rel_users, return_counts=True)
-    n_users = len(eval_users)
-    if n_users == 0:
-        nan = float("nan")
-        return {"precision": nan, "recall": nan, "ndcg": nan, "map": nan, "n_users": 0}
+def _is_member(keys: np.ndarray, sorted_unique: np.ndarray) -> np.ndarray:
+    """Which of ``keys`` are in the non-empty sorted, unique ``sorted_unique`` (binary search)."""
+    at = np.searchsorted(sorted_unique, keys)
+    return sorted_unique[np.minimum(at, len(sorted_unique) - 1)] == keys
 
-    # Hits: recommended pairs that are relevant (this also drops users without relevant items).
-    # rel_keys is sorted and unique: membership by binary search.
-    at = np.searchsorted(rel_keys, rec_keys)
-    hit = rel_keys[np.minimum(at, len(rel_keys) - 1)] == rec_keys
-    h_users = rec_users[hit]
-    h_ranks = rec_ranks[hit].astype(np.int64)
-    h_uidx = np.searchsorted(eval_users, h_users)
 
-    n_hits = np.bincount(h_uidx, minlength=n_users).astype(np.float64)
-    dcg = np.bincount(h_uidx, weights=1.0 / np.log2(h_ranks + 1.0), minlength=n_users)
-
-    # Precision at each hit's rank: (number of hits of that user at ranks <= rank) / rank.
-    order = np.lexsort((h_ranks, h_uidx))
-    s_uidx, s_ranks = h_uidx[order], h_ranks[order]
+def _average_precision_sums(
+    hit_user_index: np.ndarray, hit_ranks: np.ndarray, n_users: int
+) -> np.ndarray:
+    """Per user, the sum over its hits of the precision at the hit's rank: (the user's hits at
+    ranks <= rank) / rank; shape (n_users,)."""
+    order = np.lexsort((hit_ranks, hit_user_index))
+    s_uidx, s_ranks = hit_user_index[order], hit_ranks[order]
     pos = np.arange(len(s_uidx))
     group_start = np.searchsorted(s_uidx, s_uidx, side="left")
     cum_hits = pos - group_start + 1
-    ap_sum = np.bincount(s_uidx, weights=cum_hits / s_ranks, minlength=n_users)
+    return np.bincount(s_uidx, weights=cum_hits / s_ranks, minlength=n_users)
 
+
+def _averaged_over_users(
+    hit_user_index: np.ndarray, hit_ranks: np.ndarray, n_rel: np.ndarray, k: int
+) -> dict[str, float]:
+    """Precision, recall, nDCG and MAP at ``k`` averaged over the users that have relevant
+    items (``n_rel[u]`` of them), from the users' index and rank of every hit."""
+    n_users = len(n_rel)
+    n_hits = np.bincount(hit_user_index, minlength=n_users).astype(np.float64)
+    dcg = np.bincount(hit_user_index, weights=1.0 / np.log2(hit_ranks + 1.0), minlength=n_users)
+    ap_sum = _average_precision_sums(hit_user_index, hit_ranks, n_users)
     denom = np.minimum(n_rel, k)
     ideal = np.concatenate([[0.0], np.cumsum(1.0 / np.log2(np.arange(2, k + 2)))])
     idcg = ideal[denom]
-
     return {
         "precision": float(np.mean(n_hits / k)),
         "recall": float(np.mean(n_hits / n_rel)),
@@ -142,7 +166,7 @@ def ranking_metrics(
 
 
 def like_error(users: np.ndarray, like_true: np.ndarray, p_like: np.ndarray) -> float:
-    """The seed's test loss, made deterministic: per-user mean error, averaged over users.
+    """The tutorial's test loss, made deterministic: per-user mean error, averaged over users.
 
     Parameters
     ----------

@@ -100,6 +100,16 @@ def parse_ratings(lines: DataFrame) -> DataFrame:
     ts bigint``: ``reason`` is null for an accepted line (and the typed columns are set),
     else the first failed check of ``RATING_REASONS`` (and the typed columns are null).
     """
+    valued = _with_rating_values(_rating_fields(lines))
+    fast = _well_formed_rating()
+    reason = F.when(fast, F.lit(None)).otherwise(_first_reason(_rating_checks()))
+    with_reason = valued.withColumns({"_fast": fast, "reason": reason})
+    return _typed_ratings(with_reason)
+
+
+def _rating_fields(lines: DataFrame) -> DataFrame:
+    """``line, source``, the cleaned line ``_c``, its field count ``_n`` (a trailing empty
+    field not counted) and its raw fields ``_u, _m, _r, _t`` (null when missing)."""
     # Without a BOM, CRs and surrounding spaces (not tabs: a trailing tab is a delimiter).
     cleaned = lines.withColumn("_c", F.btrim(F.col("line"), F.lit(" \r\ufeff")))
     c = F.col("_c")
@@ -111,7 +121,7 @@ def parse_ratings(lines: DataFrame) -> DataFrame:
     )
     f = F.col("_f")
     n = F.size(f)
-    fields = split.select(
+    return split.select(
         "line",
         "source",
         "_c",
@@ -121,8 +131,13 @@ def parse_ratings(lines: DataFrame) -> DataFrame:
         F.get(f, 2).alias("_r"),
         F.get(f, 3).alias("_t"),
     )
+
+
+def _with_rating_values(fields: DataFrame) -> DataFrame:
+    """``fields`` with the raw fields cast, null where they do not parse: ``_uv``, ``_mv``,
+    ``_tv`` (bigint) and ``_ri`` (int)."""
     u, m, r, t = (F.col(name) for name in ("_u", "_m", "_r", "_t"))
-    valued = fields.withColumns(
+    return fields.withColumns(
         {
             "_uv": u.try_cast("bigint"),
             "_mv": m.try_cast("bigint"),
@@ -130,16 +145,30 @@ def parse_ratings(lines: DataFrame) -> DataFrame:
             "_tv": t.try_cast("bigint"),
         }
     )
+
+
+def _well_formed_rating() -> Column:
+    """The common case, cheaply: four well-formed integers in range."""
     uv, mv, ri, tv = (F.col(name) for name in ("_uv", "_mv", "_ri", "_tv"))
-    # The common case, cheaply: four well-formed integers in range.
-    fast = (
+    return (
         (F.col("_n") == 4)
         & uv.between(1, INT_MAX)
         & mv.between(1, INT_MAX)
         & ri.between(MIN_RATING, MAX_RATING)
         & tv.between(-MAX_ABS_TIMESTAMP, MAX_ABS_TIMESTAMP)
     )
-    rd = r.try_cast("double")  # only evaluated for lines that are not on the fast path
+
+
+def _rating_as_double() -> Column:
+    """The rating field as a double (only evaluated for lines off the fast path)."""
+    return F.col("_r").try_cast("double")
+
+
+def _rating_checks() -> list[tuple[Column, str]]:
+    """(condition, reason) of every check of ``RATING_REASONS``, in that order."""
+    c, u, m, r, t = (F.col(name) for name in ("_c", "_u", "_m", "_r", "_t"))
+    uv, mv, tv = (F.col(name) for name in ("_uv", "_mv", "_tv"))
+    rd = _rating_as_double()
     checks = [(c.rlike(_BLANK), BLANK_LINE), (F.col("_n") != 4, WRONG_FIELD_COUNT)]
     checks += _id_checks(u, uv, NON_NUMERIC_USER, USER_OUT_OF_RANGE, NON_POSITIVE_USER)
     checks += _id_checks(m, mv, NON_NUMERIC_MOVIE, MOVIE_OUT_OF_RANGE, NON_POSITIVE_MOVIE)
@@ -152,9 +181,12 @@ def parse_ratings(lines: DataFrame) -> DataFrame:
         (tv.isNull(), TIMESTAMP_OUT_OF_RANGE),
         (~tv.between(-MAX_ABS_TIMESTAMP, MAX_ABS_TIMESTAMP), TIMESTAMP_OUT_OF_RANGE),
     ]
-    with_reason = valued.withColumns(
-        {"_fast": fast, "reason": F.when(fast, F.lit(None)).otherwise(_first_reason(checks))}
-    )
+    return checks
+
+
+def _typed_ratings(with_reason: DataFrame) -> DataFrame:
+    """The output columns: typed values where ``reason`` is null (accepted), else nulls."""
+    uv, mv, ri, tv = (F.col(name) for name in ("_uv", "_mv", "_ri", "_tv"))
     ok = F.col("reason").isNull()
     return with_reason.select(
         "line",
@@ -163,7 +195,7 @@ def parse_ratings(lines: DataFrame) -> DataFrame:
         F.when(ok, uv.try_cast("int")).alias("user_id"),
         F.when(ok, mv.try_cast("int")).alias("movie_id"),
         F.when(F.col("_fast"), ri.try_cast("tinyint"))
-        .when(ok, rd.try_cast("tinyint"))
+        .when(ok, _rating_as_double().try_cast("tinyint"))
         .alias("rating"),
         F.when(ok, tv).alias("ts"),
     )

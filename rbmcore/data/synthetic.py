@@ -33,7 +33,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import numpy as np
 
@@ -553,45 +553,49 @@ def write_dataset(spec: GeneratorSpec, out_dir: str, chunk_users: int = 16_384) 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     names = ["ratings.dat"] + (["train.dat", "test.dat"] if spec.test_fraction > 0 else [])
+    tally = _write_rating_files(spec, out, names, chunk_users, started)
+    _write_movies(spec, out / "movies.dat")
+    mean = tally.mean_rating()
+    summary = _summary(spec, tally, mean, sorted(names + ["movies.dat"]), started)
+    (out / "generate_summary.json").write_text(json.dumps(summary, indent=2, sort_keys=True) + "\n")
+    log.info(
+        "wrote %s: %d users, %d movies, %d ratings, mean %.3f in %.1f s",
+        out, spec.n_users, spec.n_movies, tally.n_rows, mean, summary["seconds"],
+    )  # fmt: skip
+    return summary
+
+
+@dataclass
+class _Tally:
+    """Running totals of the generated rows, for the summary."""
+
+    rating_counts: np.ndarray  # (6,) rows per rating value (index 0 unused)
+    movie_counts: np.ndarray  # (n_movies + 1,) rows per movie id (index 0 unused)
+    n_rows: int = 0
+    n_test: int = 0
+    t_min: int = np.iinfo(np.int64).max
+    t_max: int = 0
+
+    def add(self, u: np.ndarray, m: np.ndarray, r: np.ndarray, t: np.ndarray) -> None:
+        """Count one block's rows (user ids, movie ids, ratings, timestamps)."""
+        self.rating_counts += np.bincount(r, minlength=6)
+        self.movie_counts += np.bincount(m, minlength=self.movie_counts.size)
+        self.n_rows += u.size
+        self.t_min, self.t_max = min(self.t_min, int(t.min())), max(self.t_max, int(t.max()))
+
+    def mean_rating(self) -> float:
+        return float((self.rating_counts * np.arange(6)).sum() / max(self.n_rows, 1))
+
+
+def _write_rating_files(
+    spec: GeneratorSpec, out: Path, names: list[str], chunk_users: int, started: float
+) -> _Tally:
+    """Generate the ratings into the files ``names`` under ``out``: each written to ``*.tmp``,
+    renamed when all are complete, removed when generation fails."""
     tmps = {name: out / (name + ".tmp") for name in names}
     handles = {name: tmps[name].open("wb") for name in names}
-    counts = np.zeros(6, dtype=np.int64)
-    movie_counts = np.zeros(spec.n_movies + 1, dtype=np.int64)
-    n_rows = n_test = 0
-    t_min, t_max = np.iinfo(np.int64).max, 0
-    blocks_per_chunk = max(1, chunk_users // BLOCK_USERS)
-    pending: list[tuple[np.ndarray, ...]] = []
-
-    def flush() -> None:
-        nonlocal n_test
-        if not pending:
-            return
-        cols = [np.concatenate([p[j] for p in pending]) for j in range(5)]
-        pending.clear()
-        handles["ratings.dat"].write(format_dat_lines(cols[:4]))
-        if spec.test_fraction > 0:
-            test = cols[4]
-            n_test += int(test.sum())
-            handles["train.dat"].write(format_dat_lines([c[~test] for c in cols[:4]]))
-            handles["test.dat"].write(format_dat_lines([c[test] for c in cols[:4]]))
-
     try:
-        for b, (u, m, r, t) in enumerate(generate_chunks(spec)):
-            pending.append((u, m, r, t, holdout_mask(spec, b, u)))
-            counts += np.bincount(r, minlength=6)
-            movie_counts += np.bincount(m, minlength=spec.n_movies + 1)
-            n_rows += u.size
-            t_min, t_max = min(t_min, int(t.min())), max(t_max, int(t.max()))
-            if len(pending) >= blocks_per_chunk:
-                flush()
-                log.info(
-                    "generated %d/%d users, %d ratings (%.1f s)",
-                    min((b + 1) * BLOCK_USERS, spec.n_users),
-                    spec.n_users,
-                    n_rows,
-                    time.perf_counter() - started,
-                )
-        flush()
+        tally = _stream_blocks(spec, handles, chunk_users, started)
     except BaseException:
         for name in names:
             handles[name].close()
@@ -601,28 +605,67 @@ def write_dataset(spec: GeneratorSpec, out_dir: str, chunk_users: int = 16_384) 
         fh.close()
     for name in names:
         os.replace(tmps[name], out / name)
-    _write_movies(spec, out / "movies.dat")
+    return tally
 
-    mean = float((counts * np.arange(6)).sum() / max(n_rows, 1))
-    summary: dict[str, Any] = {
+
+def _stream_blocks(
+    spec: GeneratorSpec, handles: dict[str, BinaryIO], chunk_users: int, started: float
+) -> _Tally:
+    """Generate every block into ``handles``, formatting about ``chunk_users`` users at once."""
+    tally = _Tally(np.zeros(6, dtype=np.int64), np.zeros(spec.n_movies + 1, dtype=np.int64))
+    blocks_per_chunk = max(1, chunk_users // BLOCK_USERS)
+    pending: list[tuple[np.ndarray, ...]] = []
+    for b, (u, m, r, t) in enumerate(generate_chunks(spec)):
+        pending.append((u, m, r, t, holdout_mask(spec, b, u)))
+        tally.add(u, m, r, t)
+        if len(pending) >= blocks_per_chunk:
+            tally.n_test += _write_blocks(handles, pending, spec.test_fraction > 0)
+            log.info(
+                "generated %d/%d users, %d ratings (%.1f s)",
+                min((b + 1) * BLOCK_USERS, spec.n_users),
+                spec.n_users,
+                tally.n_rows,
+                time.perf_counter() - started,
+            )
+    if pending:
+        tally.n_test += _write_blocks(handles, pending, spec.test_fraction > 0)
+    return tally
+
+
+def _write_blocks(
+    handles: dict[str, BinaryIO], pending: list[tuple[np.ndarray, ...]], with_test: bool
+) -> int:
+    """Write the ``pending`` blocks (user, movie, rating, timestamp, holdout mask) to
+    ``ratings.dat`` and, ``with_test``, to ``train.dat``/``test.dat``, and empty ``pending``;
+    returns the number of test rows written."""
+    cols = [np.concatenate([p[j] for p in pending]) for j in range(5)]
+    pending.clear()
+    handles["ratings.dat"].write(format_dat_lines(cols[:4]))
+    if not with_test:
+        return 0
+    test = cols[4]
+    handles["train.dat"].write(format_dat_lines([c[~test] for c in cols[:4]]))
+    handles["test.dat"].write(format_dat_lines([c[test] for c in cols[:4]]))
+    return int(test.sum())
+
+
+def _summary(
+    spec: GeneratorSpec, tally: _Tally, mean: float, files: list[str], started: float
+) -> dict[str, Any]:
+    """The contents of ``generate_summary.json``."""
+    return {
         "n_users": spec.n_users,
         "n_movies": spec.n_movies,
-        "n_ratings": n_rows,
-        "n_movies_rated": int((movie_counts[1:] > 0).sum()),
-        "n_train": n_rows - n_test,
-        "n_test": n_test,
+        "n_ratings": tally.n_rows,
+        "n_movies_rated": int((tally.movie_counts[1:] > 0).sum()),
+        "n_train": tally.n_rows - tally.n_test,
+        "n_test": tally.n_test,
         "seed": spec.seed,
         "mean_rating": round(mean, 4),
-        "rating_counts": {str(v): int(counts[v]) for v in range(1, 6)},
-        "timestamp_min": t_min,
-        "timestamp_max": t_max,
-        "files": sorted(names + ["movies.dat"]),
+        "rating_counts": {str(v): int(tally.rating_counts[v]) for v in range(1, 6)},
+        "timestamp_min": tally.t_min,
+        "timestamp_max": tally.t_max,
+        "files": files,
         "seconds": round(time.perf_counter() - started, 2),
         "spec": asdict(spec),
     }
-    (out / "generate_summary.json").write_text(json.dumps(summary, indent=2, sort_keys=True) + "\n")
-    log.info(
-        "wrote %s: %d users, %d movies, %d ratings, mean %.3f in %.1f s",
-        out, spec.n_users, spec.n_movies, n_rows, mean, summary["seconds"],
-    )  # fmt: skip
-    return summary
