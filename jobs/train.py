@@ -69,10 +69,10 @@ def run_train(
     device = choose_device(config.device)
     model_path = model_path or layout.model_dir(out)
     vocab = load_vocabulary(spark, out)
-    fit_part, batches, validation, test, n_users, n_ratings = load_training_data(
+    fit_rows, batches, validation, test, n_users, n_ratings = load_training_data(
         spark, job, config, out, vocab.n_items
     )
-    fit_part, validation, test = evaluation_sample(job, fit_part, batches, validation, test)
+    fit_rows, validation, test = evaluation_sample(job, fit_rows, batches, validation, test)
     if isinstance(batches, StreamingBatches):
         config = user_based_only(config, "streamed training data (train.cache = stream)")
     log.info(
@@ -85,20 +85,20 @@ def run_train(
         device,
     )
     model = model_for_config(
-        config, vocab.n_items, torch.Generator().manual_seed(config.seed), len(fit_part)
+        config, vocab.n_items, torch.Generator().manual_seed(config.seed), len(fit_rows)
     )
-    model.init_visible_biases(fit_part)
+    model.init_visible_biases(fit_rows)
     ckpt = checkpoint_dir(model_path)
     clear_stale_checkpoints(ckpt, resume)
     trainer = trainer_for(model, config, device, checkpoint_dir=ckpt, resume=resume)
     try:  # one RBM: one checkpoint folder; a composite: one per stage under ckpt
         trainer.fit_checkpointed(
-            ckpt, resume, "the model", train=fit_part, batches=batches, validation=validation,
+            ckpt, resume, "the model", train=fit_rows, batches=batches, validation=validation,
             test=test,
         )  # fmt: skip
         refit = None
         if config.refit and validation is not None:
-            every, every_batches = all_training_data(fit_part, batches, validation)
+            every, every_batches = all_training_data(fit_rows, batches, validation)
             refit = refit_on_all_ratings(
                 trainer,
                 every,
@@ -135,17 +135,17 @@ def run_train_distributed(
     config = user_based_only(config, "distributed training")
     model_path = model_path or layout.model_dir(out)
     vocab = load_vocabulary(spark, out)
-    fit_part, batches, validation, test, n_users, n_ratings = load_training_data(
+    fit_rows, batches, validation, test, n_users, n_ratings = load_training_data(
         spark, job, config, out, vocab.n_items, cache="memory"
     )
-    fit_part, validation, test = evaluation_sample(job, fit_part, batches, validation, test)
+    fit_rows, validation, test = evaluation_sample(job, fit_rows, batches, validation, test)
     model = model_for_config(config, vocab.n_items, torch.Generator().manual_seed(config.seed))
-    model.init_visible_biases(fit_part)
+    model.init_visible_biases(fit_rows)
     every = None
     if config.refit and validation is not None:
-        every, _ = all_training_data(fit_part, batches, validation)
+        every, _ = all_training_data(fit_rows, batches, validation)
     trainer, refit = train_with_distributor(
-        spark, job, model, config, fit_part, batches, validation, test, every
+        spark, job, model, config, fit_rows, batches, validation, test, every
     )
     return save_artifact(
         spark, trainer, vocab.movie_ids, model_path, trainer.history, n_users, n_ratings, refit

@@ -6,7 +6,7 @@ small long-lived allocations made between them pin the freed space. Measured at 
 (``bench/allocator.py``, BENCHMARKS.md ``## Memory``): the hybrid's alpha search grew the
 process to 3.4 GB while it held under 1 GB of live data (0.8 GB with the settings below).
 
-``configure_allocator`` (called by every job's driver in ``jobs.common.get_spark`` and by
+``configure_allocator`` (called by every job's driver in ``jobs.common.session.get_spark`` and by
 each scoring worker before it builds its model) fixes the threshold at 1 MB, so every larger
 block is a mapping of its own, unmapped when freed, and lets torch back its large blocks by
 transparent huge pages (``THP_MEM_ALLOC_ENABLE``), which keeps the page faults of those

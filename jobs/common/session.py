@@ -18,7 +18,7 @@ def under_spark_submit() -> bool:
 
 def get_spark(conf: dict[str, Any], master: str | None = None):
     """The SparkSession for a job; master from --master, the config, spark-submit, or local[*].
-    Sets this process's allocator first (``jobs.memory``)."""
+    Sets this process's allocator first (``jobs.common.memory``)."""
     from pyspark.sql import SparkSession
 
     configure_allocator()

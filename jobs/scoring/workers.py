@@ -30,7 +30,7 @@ def broadcast_payload(loaded: LoadedModel) -> dict[str, Any]:
 
 def model_on_worker(broadcast) -> tuple[Any, np.ndarray]:
     """The model built from a broadcast, once per Python worker process (whose allocator is
-    configured first, ``jobs.memory``)."""
+    configured first, ``jobs.common.memory``)."""
     configure_allocator()
     payload = broadcast.value  # deserialised once per worker process by pyspark
     cached = _MODEL_CACHE.get(payload["model_id"])

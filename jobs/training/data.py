@@ -29,7 +29,7 @@ def user_based_only(config: TrainConfig, reason: str) -> TrainConfig:
     logged when that changes the model."""
     plain = without_item_ways(config)
     if plain != config:
-        log.warning("%s: training user-based RBMs only (no item-based parts)", reason)
+        log.warning("%s: training user-based RBMs only (no item-based ways)", reason)
     return plain
 
 
@@ -39,12 +39,12 @@ def load_training_data(
     """The training data, held in memory or streamed (``train.cache``, or ``cache`` when
     given; docs/scale.md).
 
-    Returns (fit_part, batches, validation, test, n_users, n_ratings). ``memory``: the whole
+    Returns (fit_rows, batches, validation, test, n_users, n_ratings). ``memory``: the whole
     CSR on the driver, ``batches`` its row positions per ingest batch, validation and test
     over every user (``evaluation_sample`` bounds what each epoch evaluates). ``stream``:
     ``batches`` is a ``StreamingBatches`` that reads a bounded group of batches from the
     Parquet at a time (the driver's memory does not grow with the number of users);
-    validation, test and the visible-bias initialisation (``fit_part``) use a bounded sample
+    validation, test and the visible-bias initialisation (``fit_rows``) use a bounded sample
     of users (the lowest batch ids, a quarter of the budget).
     ``auto`` (the default) streams when the in-memory data would exceed
     ``train.cache_budget_mb`` (default 2048).
@@ -60,12 +60,12 @@ def load_training_data(
         )
         if len(stream) == 0:
             raise JobError("no training users in the ingested data")
-        fit_part, held, sample_users = stream.sample(budget // 4)
-        validation = (fit_part, held) if config.val_fraction > 0 else None
+        fit_rows, held, sample_users = stream.sample(budget // 4)
+        validation = (fit_rows, held) if config.val_fraction > 0 else None
         test = None
         if fs.exists(spark, layout.test_ratings(out)):
             test_rows = load_user_rows_of(layout.test_ratings(out), n_items, sample_users)
-            test = align_rows(fit_part, test_rows)
+            test = align_rows(fit_rows, test_rows)
         log.info(
             "streaming the training data in groups of about %d MB (%d batches); validation "
             "and test on a sample of %d users",
@@ -73,7 +73,7 @@ def load_training_data(
             len(stream),
             len(sample_users),
         )
-        return fit_part, stream, validation, test, stream.n_users, stream.nnz
+        return fit_rows, stream, validation, test, stream.n_users, stream.nnz
     train, batch_ids = load_user_rows(spark, path, n_items, True)
     if len(train) == 0:
         raise JobError("no training users in the ingested data")
@@ -81,42 +81,42 @@ def load_training_data(
     if fs.exists(spark, layout.test_ratings(out)):
         test_rows, _ = load_user_rows(spark, layout.test_ratings(out), n_items)
         test = align_rows(train, test_rows)
-    fit_part, validation = train, None
+    fit_rows, validation = train, None
     if config.val_fraction > 0:
-        fit_part, held = split_holdout(
+        fit_rows, held = split_holdout(
             train, config.val_fraction, np.random.default_rng(config.seed)
         )
-        validation = (fit_part, held)
+        validation = (fit_rows, held)
     batches = batches_from_assignment(batch_ids)
-    return fit_part, batches, validation, test, len(train), train.nnz
+    return fit_rows, batches, validation, test, len(train), train.nnz
 
 
-def evaluation_sample(job: JobSettings, fit_part, batches, validation, test):
+def evaluation_sample(job: JobSettings, fit_rows, batches, validation, test):
     """``rbmcore.data.splits.bounded_evaluation`` with ``train.eval_users`` (0 = all):
     in memory, validation (early stopping, two-way weights, alpha) and the per-epoch test
     report on the users of the lowest batch ids up to that many (ingest assigns batches by a
     hash of the user id: a fixed pseudo-random sample), the other users' holdout trained on;
     each epoch's evaluation then costs the same at any data size and the refit still gets
-    every rating. Streamed data are a bounded sample already. Returns (fit_part, validation,
+    every rating. Streamed data are a bounded sample already. Returns (fit_rows, validation,
     test)."""
     limit = int(job.eval_users)
     if isinstance(batches, StreamingBatches):
-        return fit_part, validation, test
-    if 0 < limit < len(fit_part):
+        return fit_rows, validation, test
+    if 0 < limit < len(fit_rows):
         log.info(
             "validation and the per-epoch test report on %d of %d training users "
             "(train.eval_users)",
             limit,
-            len(fit_part),
+            len(fit_rows),
         )
-    return bounded_evaluation(fit_part, batches, validation, test, limit)
+    return bounded_evaluation(fit_rows, batches, validation, test, limit)
 
 
-def all_training_data(fit_part, batches, validation):
+def all_training_data(fit_rows, batches, validation):
     """(ratings, batches) of every training rating, the validation holdout included, for the
     refit: in memory the merged CSR and the same batches; streamed, the same batches without
     their holdout (the CSR then is the validation sample, for the visible-bias start only)."""
-    every = merge_rows(fit_part, validation[1])
+    every = merge_rows(fit_rows, validation[1])
     if isinstance(batches, StreamingBatches):
         return every, batches.without_holdout()
     return every, batches

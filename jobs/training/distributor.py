@@ -91,9 +91,9 @@ def train_with_distributor(
     """Train the initialised ``model`` with ``fit_distributed``: one distributed run, in which
     the ``distributed_stages`` (a hybrid's parts, an ensemble's members) train one after another
     (as ``HybridTrainer.fit`` / ``EnsembleTrainer.fit`` do) and, given ``every`` (all training
-    ratings), each part is then refit on it (``rbmcore.refit``); a hybrid's alpha is chosen on
-    the driver. Returns (a trainer holding the selected model, its history and best epochs;
-    the refit's trainer, or None)."""
+    ratings), each stage is then refit on it (``rbmcore.training.refit``); a hybrid's alpha is
+    chosen on the driver. Returns (a trainer holding the selected model, its history and best
+    epochs; the refit's trainer, or None)."""
     cpu = torch.device("cpu")
     hybrid = config.kind == "hybrid"
     stages = distributed_stages(model, config)
@@ -129,7 +129,7 @@ def fit_distributed(
     spark,
     job: JobSettings,
     stages: dict[str, tuple[torch.nn.Module, TrainConfig]],
-    fit_part,
+    fit_rows,
     batches: list[np.ndarray],
     validation=None,
     test=None,
@@ -156,11 +156,11 @@ def fit_distributed(
         "GPU/nccl" if use_gpu else "CPU/gloo",
         threads,
         timeout_s,
-        len(fit_part),
-        fit_part.nnz,
+        len(fit_rows),
+        fit_rows.nnz,
     )
     payload = make_payload(
-        stages, fit_part, batches, validation, test, threads, timeout_s, refit_start
+        stages, fit_rows, batches, validation, test, threads, timeout_s, refit_start
     )
     distributor = TorchDistributor(num_processes=processes, local_mode=False, use_gpu=use_gpu)
     result = distributor.run(distributed_entry(), payload)
@@ -185,7 +185,7 @@ def executors_have_gpus(spark, setting: Any = "auto") -> bool:
 
 
 def distributed_entry():
-    """The function each torch process runs: ``rbmcore.distributed.train_worker``.
+    """The function each torch process runs: ``rbmcore.training.distributed.train_worker``.
 
     Built as a closure so cloudpickle ships it by value: the process that runs it (started
     by torchrun on an executor) does not inherit the Python worker's ``sys.path``, so when the

@@ -31,30 +31,30 @@ DEFAULT_EVAL_USERS = 20_000  # users a run validates and reports on (train.eval_
 
 
 def bounded_evaluation(
-    fit_part: RatingsCSR,
+    fit_rows: RatingsCSR,
     batches: list[np.ndarray],
     validation: tuple[RatingsCSR, RatingsCSR] | None,
     test: tuple[RatingsCSR, RatingsCSR] | None,
     limit: int = DEFAULT_EVAL_USERS,
 ) -> tuple[RatingsCSR, tuple | None, tuple | None]:
-    """(fit_part, validation, test) with what each epoch evaluates bounded: with more than
+    """(fit_rows, validation, test) with what each epoch evaluates bounded: with more than
     ``limit`` users (0 = no bound), only the users of the first ``batches`` up to that many
     keep their validation holdout and are evaluated (validation and test pairs); the other
-    users' held-out ratings go back into ``fit_part`` (they train), so ``merge_rows(fit_part,
+    users' held-out ratings go back into ``fit_rows`` (they train), so ``merge_rows(fit_rows,
     validation[1])`` is still every training rating. ``batches``: row positions of
-    ``fit_part``, in the order whose first users are the sample (ingest's batch ids: a hash of
+    ``fit_rows``, in the order whose first users are the sample (ingest's batch ids: a hash of
     the user id); ``validation``, ``test``: (context, target) pairs, or None."""
-    if limit <= 0 or len(fit_part) <= limit:
-        return fit_part, validation, test
+    if limit <= 0 or len(fit_rows) <= limit:
+        return fit_rows, validation, test
     rows = np.sort(np.concatenate(batches)[:limit])
     if validation is not None:
         context, held = validation
-        fit_part = merge_rows(context, held.take(np.setdiff1d(np.arange(len(held)), rows)))
-        validation = (fit_part.take(rows), held.take(rows))
+        fit_rows = merge_rows(context, held.take(np.setdiff1d(np.arange(len(held)), rows)))
+        validation = (fit_rows.take(rows), held.take(rows))
     if test is not None:
-        keep = np.flatnonzero(np.isin(test[0].user_ids, fit_part.user_ids[rows]))
+        keep = np.flatnonzero(np.isin(test[0].user_ids, fit_rows.user_ids[rows]))
         test = (test[0].take(keep), test[1].take(keep))
-    return fit_part, validation, test
+    return fit_rows, validation, test
 
 
 def align_rows(context: RatingsCSR, target: RatingsCSR) -> tuple[RatingsCSR, RatingsCSR]:

@@ -1,6 +1,6 @@
 """RBMs whose visible units are the rated items only, each a K-way categorical unit.
 
-- ``binary`` kind (K=2): the seed's like/dislike RBM done right. State 1 = like (rating >= 3),
+- ``binary`` kind (K=2): the tutorial's like/dislike RBM done right. State 1 = like (rating >= 3),
   state 0 = dislike. Unrated items are *missing*: they are not units of the user's RBM, add
   nothing to p(h|v) and are not reconstructed. A 2-state unit with its own weights per state is
   the binary unit plus the "rated" indicator of the conditional RBM (Salakhutdinov et al. 2007),

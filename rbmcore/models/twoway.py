@@ -4,7 +4,7 @@ The user-based RBM sees each user's ratings and generalises across users; the it
 (``rbmcore.models.itembased``) sees each item's ratings and generalises across items. Their
 errors differ, so ``weight * user + (1 - weight) * item`` of their predictions (every output
 column) beats both; ``weight`` is chosen on the validation split after both are trained
-(``rbmcore.training.composite.TwoWayTrainer``). A user the item-based part never saw (not in
+(``rbmcore.training.composite.TwoWayTrainer``). A user the item-based way never saw (not in
 the training data) gets the user-based prediction alone.
 """
 
@@ -29,7 +29,7 @@ class TwoWayRBM(nn.Module):
     def __init__(self, user: nn.Module, item: ItemBasedRBM, weight: float = DEFAULT_WEIGHT):
         super().__init__()
         if item.kind != user.kind or item.n_items != user.n_items:
-            raise ValueError("the item-based part must be of the same kind and catalogue")
+            raise ValueError("the item-based way must be of the same kind and catalogue")
         self.user = user
         self.item = item
         self.register_buffer("weight", torch.tensor(float(weight)))
@@ -76,7 +76,7 @@ class TwoWayRBM(nn.Module):
 
     def score_all(self, batch: UserBatch) -> dict[str, torch.Tensor]:
         """(batch, n_items) each: the user-based kind's outputs, blended. With a user-based
-        weight of 1 the blend is the user-based outputs exactly, so the item-based part is
+        weight of 1 the blend is the user-based outputs exactly, so the item-based way is
         not scored."""
         if float(self.weight) == 1.0:
             return self.user.score_all(batch)

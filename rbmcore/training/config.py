@@ -24,7 +24,7 @@ KIND_DEFAULTS: dict[str, dict[str, Any]] = {
         "weight_decay": 1e-2,
         "lr_decay": 0.97,
         "cd_schedule": [[0, 1], [15, 3], [25, 5]],
-        # two-way RBMs averaged (rbmcore.ensemble); u1.base validation, seeds 0-2: like NLL
+        # two-way RBMs averaged (models/ensemble.py); u1.base validation, seeds 0-2: like NLL
         # 0.3559 / AUC 0.820 averaged vs 0.3582 / 0.818 per member (bench/like_validation.py)
         "n_models": 3,
         "sub_batches": 1,
@@ -54,7 +54,7 @@ KIND_DEFAULTS: dict[str, dict[str, Any]] = {
         "item_based": "auto",
     },
 }
-# The item-based part of a two-way model (``item_based = true``; rbmcore.twoway): an RBM of the
+# The item-based way of a two-way model (``item_based = true``; models/twoway.py): an RBM of the
 # same kind over the transposed ratings, batches of ``item_batch`` items. Chosen on the u1.base
 # validation split like KIND_DEFAULTS (BENCHMARKS.md); ``[train.item]`` overrides them.
 _ITEM_SOFTMAX: dict[str, Any] = {
@@ -82,7 +82,7 @@ ITEM_DEFAULTS: dict[str, dict[str, Any]] = {
     },
 }
 HYBRID_PARTS = ("rated", "like")
-# ``item_based = "auto"``: train the item-based part when the training users x catalogue items
+# ``item_based = "auto"``: train the item-based way when the training users x catalogue items
 # are at most this many cells. A rated item-based RBM is dense over the users (every update
 # reconstructs all of them), so its cost grows with users x items: about 1.6M cells on
 # MovieLens 100k (on), 22M on ml-1m (off: it would take longer than everything else).
@@ -106,18 +106,18 @@ class TrainConfig:
     weight_decay: float | None = None
     lr_decay: float | None = None  # multiplied into the learning rate after every epoch
     cd_schedule: list[list[int]] | None = None  # [[from_epoch, k], ...]
-    n_models: int | None = None  # RBMs averaged (an ensemble; rbmcore.ensemble, rbmcore.rated)
+    n_models: int | None = None  # RBMs averaged (an ensemble; models/ensemble.py, models/rated.py)
     members: list[dict[str, Any]] | None = None  # per-member overrides (the refit's epochs)
     sub_batches: int | None = None  # each ingest batch is cut into this many updates
     val_fraction: float = 0.1  # per-user holdout carved from the training data
     patience: int = 6  # epochs without validation improvement before stopping
-    refit: bool = True  # after the validation choices, retrain on all ratings (rbmcore.refit)
+    refit: bool = True  # after the validation choices, retrain on all ratings (refit.py)
     seed: int = 42
     device: str = "auto"
     like_kind: str = "binary"  # hybrid: the like sub-model's kind ("softmax" adds pred_rating)
-    item_based: bool | str | None = None  # also an item-based RBM (rbmcore.twoway); or "auto"
-    item_batch: int = 20  # items per update of the item-based part
-    item: dict[str, Any] = field(default_factory=dict)  # overrides for the item-based part
+    item_based: bool | str | None = None  # also an item-based RBM (a two-way model); or "auto"
+    item_batch: int = 20  # items per update of the item-based way
+    item: dict[str, Any] = field(default_factory=dict)  # overrides for the item-based way
     rated: dict[str, Any] = field(default_factory=dict)  # hybrid: overrides for the rated part
     like: dict[str, Any] = field(default_factory=dict)  # hybrid: overrides for the like part
 
@@ -158,7 +158,7 @@ class TrainConfig:
         """The config of a two-way model's item-based way: ``ITEM_DEFAULTS`` of the kind,
         then the ``item`` table; seed, device, momentum and validation carve shared."""
         if self.kind not in ITEM_DEFAULTS:
-            raise ValueError(f"kind {self.kind!r} has no item-based part")
+            raise ValueError(f"kind {self.kind!r} has no item-based way")
         shared = {k: getattr(self, k) for k in ("momentum", "val_fraction", "seed", "device")}
         settings = {"n_models": 1, "sub_batches": 1}
         settings.update({k: _copy(v) for k, v in ITEM_DEFAULTS[self.kind].items()})

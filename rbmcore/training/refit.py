@@ -108,7 +108,8 @@ def describe(config: TrainConfig) -> str:
 
     def epochs(table: dict) -> str:
         item = table.get("item", {})
-        return f"{table['epochs']}" + (f", item part {item['epochs']}" if "epochs" in item else "")
+        way = f", item-based way {item['epochs']}" if "epochs" in item else ""
+        return f"{table['epochs']}{way}"
 
     parts = [f"epochs {config.epochs}"] if config.epochs and not config.members else []
     tables = {"": {"members": config.members}} if config.members else {}
