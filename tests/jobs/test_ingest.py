@@ -1,11 +1,13 @@
-"""jobs/ingest.py on a real local SparkSession: hand-computed expectations, hostile input,
-and the pivot of MovieLens 100k u1 checked against a pandas reference."""
+"""jobs/ingest.py on a real local SparkSession: hand-computed expectations, hostile input, the
+CLI's exit code 3 and one error line above the bad-line threshold, and the pivot of MovieLens
+100k u1 checked against a pandas reference."""
 
 from __future__ import annotations
 
 import bz2
 import gzip
 import json
+import subprocess
 from pathlib import Path
 
 import pandas as pd
@@ -15,6 +17,8 @@ from jobs.common.config import DEFAULT_CONF, deep_merge
 from jobs.common.errors import BadInputError
 from jobs.ingest import main, run_ingest
 from jobs.ingestion.transform import assign_batches
+from tests.conftest import REPO
+from tests.jobs.support import CONF_TOML, cli, cli_env, one_error_line
 
 QUARANTINE_COLUMNS = ["input", "source", "line", "reason"]
 
@@ -378,23 +382,26 @@ def test_bad_fraction_above_threshold(spark, tmp_path):
     assert not (out / "ingest" / "train").exists()
 
 
-# --------------------------------------------------------------------------- batches
-
-
-def test_batch_assignment_sizes_and_determinism(spark):
-    users = spark.range(1, 1001).selectExpr("cast(id as int) as user_id")
-
-    def batches(seed: int) -> dict[int, int]:
-        return {r["user_id"]: r["batch"] for r in assign_batches(users, 64, seed).collect()}
-
-    first, again, other = batches(42), batches(42), batches(7)
-    assert first == again
-    assert first != other
-    sizes = pd.Series(first).value_counts().sort_index()
-    assert list(sizes.index) == list(range(16))  # ceil(1000 / 64)
-    assert list(sizes) == [64] * 15 + [1000 - 15 * 64]
-    # shuffled, not cut by user id: batch 0 is not users 1..64
-    assert sorted(u for u, b in first.items() if b == 0) != list(range(1, 65))
+def test_ingest_cli_above_bad_fraction_exits_3_with_one_line(tmp_path):
+    conf_path = tmp_path / "conf.toml"
+    conf_path.write_text(CONF_TOML)
+    lines = [f"{u}::{u}::4::1" for u in range(1, 9)] + ["1::2::9::1", "x::1::3::1"]
+    ratings = tmp_path / "ratings.dat"
+    ratings.write_text("\n".join(lines) + "\n")
+    out = tmp_path / "out"
+    proc = subprocess.run(
+        cli("ingest", "--ratings", str(ratings), "--out", str(out), "--master", "local[1]",
+            "--conf", str(conf_path), "--max-bad-fraction", "0.1"),
+        cwd=REPO, env=cli_env(), capture_output=True, text=True, timeout=240,
+    )  # fmt: skip
+    assert proc.returncode == 3, proc.stderr
+    line = one_error_line(proc.stderr)
+    assert line == proc.stderr.strip().splitlines()[-1]
+    assert "2 of 10 lines bad" in line and "max_bad_fraction 0.1" in line
+    assert str(out / "quarantine") in line
+    summary = json.loads((out / "ingest_summary.json").read_text())
+    assert (summary["status"], summary["quarantined"]) == ("failed", 2)
+    assert not (out / "ingest" / "train").exists()
 
 
 # --------------------------------------------------------------------------- CLI on ml-100k u1

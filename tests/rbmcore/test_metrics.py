@@ -1,4 +1,5 @@
-"""Tests of rbmcore.metrics: hand-computed cases and independent naive references."""
+"""The evaluation metrics (rbmcore/metrics.py): hand-computed cases and independent naive
+references."""
 
 from __future__ import annotations
 

@@ -1,3 +1,8 @@
+"""Scoring users (rbmcore/scoring.py): top-k unseen items in score order, users with fewer
+unseen items than k, chunking, and pair predictions equal to the catalogue scores."""
+
+from __future__ import annotations
+
 import numpy as np
 import torch
 

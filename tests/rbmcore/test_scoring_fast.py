@@ -1,4 +1,5 @@
-"""The binary kind's fast top-k path (one gemm + two-stage top-k) == ``model.score_all``."""
+"""The binary kind's fast top-k path in rbmcore/scoring.py (one gemm + two-stage top-k) ==
+``model.score_all``."""
 
 from __future__ import annotations
 

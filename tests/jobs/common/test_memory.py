@@ -1,5 +1,5 @@
-"""jobs.common.memory: the allocator settings of the driver and the Python workers, and the release
-of memory between the steps of ``rbm-reco run``."""
+"""jobs/common/memory.py: the allocator settings of the driver and the Python workers, and the
+release of memory between the steps of ``rbm-reco run``."""
 
 import os
 import subprocess
@@ -58,7 +58,10 @@ def big_blocks_are_mappings() -> bool:
 
 def in_fresh_process(setup: str, check: str, *args: str) -> str:
     """Run ``setup`` then print ``check``'s result in a new Python (glibc as it starts)."""
-    code = f"import sys\n{setup}\nfrom tests.jobs.test_memory import {check}\nprint({check}())"
+    code = (
+        f"import sys\n{setup}\nfrom tests.jobs.common.test_memory import {check}\n"
+        f"print({check}())"
+    )
     env = {k: v for k, v in os.environ.items()
            if k not in ("MALLOC_MMAP_THRESHOLD_", "THP_MEM_ALLOC_ENABLE")}  # fmt: skip
     env["PYTHONPATH"] = str(REPO)
@@ -72,7 +75,7 @@ CONFIGURED = "from jobs.common.memory import configure_allocator; assert configu
 # what a scoring worker runs first: its model from the broadcast (a stand-in holding the value)
 WORKER = """
 from jobs.scoring.workers import broadcast_payload, model_on_worker
-from rbmcore.artifact import load_model
+from rbmcore.io.artifact import load_model
 class Broadcast:
     value = broadcast_payload(load_model(sys.argv[1]))
 model_on_worker(Broadcast())
@@ -105,7 +108,7 @@ def jvm_heap_around_a_collect() -> str:
     from jobs.common.session import get_spark
 
     # a 2 GB heap ceiling: at the default 1 GB the 10M rows fill the heap to its maximum, and in
-    # the full suite the collect failed there (twice in session 11); the test measures growth
+    # the full suite the collect failed there; the test measures growth
     spark = get_spark({"spark": {"conf": {"spark.driver.memory": "2g"}}}, "local[2]")
     runtime = spark.sparkContext._jvm.java.lang.Runtime.getRuntime()
     release_memory(spark)

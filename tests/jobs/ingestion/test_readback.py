@@ -1,4 +1,6 @@
-"""Streaming training batches from the ingested Parquet == the in-memory CSR cache."""
+"""Reading the ingested Parquet back (jobs/ingestion/readback.py): streamed training batches
+(``StreamingBatches``) == the in-memory CSR cache, their holdout and sample, the choice of cache,
+and rows of given users and of Arrow record batches."""
 
 from __future__ import annotations
 
@@ -18,10 +20,12 @@ from jobs.ingestion.readback import (
 from rbmcore.data.batch import batches_from_assignment
 from rbmcore.data.csr import csr_from_pairs
 from rbmcore.models.factory import build_model
-from rbmcore.training.config import TrainConfig
+from rbmcore.training.config import JobSettings, TrainConfig
 from rbmcore.training.trainer import Trainer, epoch_batch_order
 
 N_ITEMS = 40
+BUDGET_MB = JobSettings().cache_budget_mb  # the train job's default budget
+GROUP_BYTES = int(BUDGET_MB * 2**20) // 4  # the train job's groups: a quarter of it
 
 
 def ingested(tmp_path, n_users=230, batch_size=7, files=3, seed=0):
@@ -127,8 +131,8 @@ def test_holdout_is_per_batch_and_sample_matches_it(tmp_path):
 
 def test_streamed_holdout_is_deterministic(tmp_path):
     path, _, _ = ingested(tmp_path)
-    a = StreamingBatches(path, N_ITEMS, holdout=0.2, seed=9)
-    b = StreamingBatches(path, N_ITEMS, holdout=0.2, seed=9)
+    a = StreamingBatches(path, N_ITEMS, GROUP_BYTES, holdout=0.2, seed=9)
+    b = StreamingBatches(path, N_ITEMS, GROUP_BYTES, holdout=0.2, seed=9)
     for x, y in zip(a.epoch(np.arange(len(a))), b.epoch(np.arange(len(b))), strict=True):
         same_csr(x, y)
 
@@ -139,9 +143,9 @@ def test_choose_cache_and_estimate(tmp_path):
     assert choose_cache(path, "auto", budget_mb=1024) == "memory"
     assert choose_cache(path, "auto", budget_mb=csr.nnz * 10 / 2**20) == "stream"
     assert choose_cache(path, "memory", budget_mb=0) == "memory"
-    assert choose_cache("hdfs://nn/x", "stream") == "memory"
+    assert choose_cache("hdfs://nn/x", "stream", BUDGET_MB) == "memory"
     with pytest.raises(Exception, match="train.cache"):
-        choose_cache(path, "disk")
+        choose_cache(path, "disk", BUDGET_MB)
 
 
 def test_rows_of_users_and_arrow_record_batches(tmp_path):

@@ -1,4 +1,5 @@
-"""Tests of rbmcore.seed, the tutorial's RBM kept as a benchmark reference (fast, tiny data)."""
+"""The tutorial's RBM kept as a benchmark reference (rbmcore/baselines/tutorial_rbm.py), on
+tiny data: its conversion, chain, update rule, batching, predictions and recommendations."""
 
 from __future__ import annotations
 

@@ -1,9 +1,15 @@
+"""Ratings in CSR form (rbmcore/data/csr.py), held-out splits (rbmcore/data/splits.py) and
+batches of users (rbmcore/data/batch.py)."""
+
+from __future__ import annotations
+
 import numpy as np
 import pytest
 
 from rbmcore.data.batch import batches_from_assignment, to_batch
-from rbmcore.data.csr import csr_from_lists, csr_from_pairs, merge_rows
+from rbmcore.data.csr import csr_from_lists, csr_from_pairs, merge_rows, transpose_csr
 from rbmcore.data.splits import split_holdout
+from tests.rbmcore.support import random_users
 
 
 def small_csr():
@@ -52,6 +58,16 @@ def test_csr_from_lists_matches_pairs():
     )
     assert csr.indptr.tolist() == [0, 1, 3]
     assert csr.items.tolist() == [1, 0, 2]
+
+
+def test_transpose_twice_gives_the_ratings_back():
+    csr = random_users(40, 0, n_items=30, most=14)
+    items = transpose_csr(csr)
+    assert len(items) == 30 and items.n_items == len(csr) and items.nnz == csr.nnz
+    back = transpose_csr(items)
+    np.testing.assert_array_equal(back.indptr, csr.indptr)
+    np.testing.assert_array_equal(back.items, csr.items)
+    np.testing.assert_array_equal(back.ratings, csr.ratings)
 
 
 def test_split_holdout_partitions_each_users_ratings():

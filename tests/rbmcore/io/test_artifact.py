@@ -1,3 +1,9 @@
+"""The model artifact (rbmcore/io/artifact.py): a save and load restores the weights, the
+vocabulary and the metadata; truncated or tampered weights, another format version, another
+vocabulary and a missing folder are refused; a save replaces an existing model."""
+
+from __future__ import annotations
+
 import json
 
 import numpy as np

@@ -1,3 +1,9 @@
+"""The binary and softmax RBMs over rated items (rbmcore/models/categorical.py): shapes, hidden
+input from rated items only (a dislike is a signal, a missing rating none), and CD training on a
+planted pattern."""
+
+from __future__ import annotations
+
 import numpy as np
 import pytest
 import torch
@@ -7,6 +13,7 @@ from rbmcore.data.csr import csr_from_lists, csr_from_pairs
 from rbmcore.models.categorical import CategoricalRBM
 from rbmcore.training.config import TrainConfig
 from rbmcore.training.trainer import Trainer
+from tests.rbmcore.support import N_ITEMS, random_users
 
 
 def one_user(items, ratings, n_items=6):
@@ -46,6 +53,22 @@ def test_unrated_items_have_no_effect_on_hidden_probabilities():
         w[[1, 3, 4, 5]] += 7.0
         model.b_v[[1, 3, 4, 5]] -= 3.0
     assert torch.equal(model.hidden_probs(batch), before)
+
+
+@pytest.mark.parametrize("kind", ["binary", "softmax"])
+def test_unrated_items_give_no_hidden_input(kind):
+    model = CategoricalRBM(N_ITEMS, 4, kind=kind, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        model.W.normal_(generator=torch.Generator().manual_seed(1))
+    csr = random_users(3, 0)
+    before = model.hidden_probs(to_batch(csr))
+    unrated = np.setdiff1d(
+        np.arange(N_ITEMS), np.concatenate([csr.take([i]).items for i in range(3)])
+    )
+    with torch.no_grad():  # scramble the weights of items nobody rated
+        w = model.W.view(N_ITEMS, model.n_states, 4)
+        w[torch.as_tensor(unrated)] = 100.0
+    torch.testing.assert_close(model.hidden_probs(to_batch(csr)), before)
 
 
 def test_dislike_and_missing_differ():

@@ -1,4 +1,6 @@
-"""The CD-k step on a ``GibbsPlan``: the same learning rule as autograd through free energies."""
+"""The CD-k step of the categorical RBMs on a ``GibbsPlan`` (rbmcore/models/categorical.py): the
+same learning rule as autograd through free energies, the same visible distribution, and the
+GPU's plan of the binary kind run on the CPU."""
 
 from __future__ import annotations
 
@@ -119,19 +121,6 @@ def test_binary_hidden_input_from_the_reference_state_equals_the_full_sum(high, 
             sample = model.plan_encode(plan, states)
             assert torch.equal(model.plan_states(plan, sample), states)
             torch.testing.assert_close(model.plan_hidden_input(batch, plan, sample), expected)
-
-
-@pytest.mark.parametrize("n_keys", [7_412, 2**16, 118_094])
-def test_stable_order_is_torchs_stable_argsort(n_keys):
-    """The radix path (one 16-bit pass, and two above 2**16 keys) gives torch's permutation:
-    keys ascending, equal keys in their original order."""
-    from rbmcore.ops.sparse import stable_order
-
-    keys = torch.randint(0, n_keys, (26_000,), generator=torch.Generator().manual_seed(n_keys))
-    keys[:50] = n_keys - 1  # many ties, at the top digit too
-    order = stable_order(keys, n_keys)
-    assert order.dtype == torch.int64
-    assert torch.equal(order, torch.argsort(keys, stable=True))
 
 
 def test_the_gpu_plan_of_the_binary_kind_runs_the_same_chain_on_the_cpu():

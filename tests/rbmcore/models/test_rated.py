@@ -1,4 +1,5 @@
-"""The rated/unrated RBM: shapes, sparse input, and that it learns co-occurrence."""
+"""The rated/unrated RBM (rbmcore/models/rated.py): shapes, sparse input, conditional logits
+as free-energy differences, the shortened CD chain, and that it learns co-occurrence."""
 
 from __future__ import annotations
 

@@ -1,34 +1,29 @@
-"""Item-based RBMs and two-way (user-based + item-based) models."""
+"""Two-way models (rbmcore/models/twoway.py) and their item-based way
+(rbmcore/models/itembased.py): item-based scores are the inner RBM's reconstruction on the
+transposed ratings, the blend weight, users the item-based way never saw, and the round trip of
+the artifact."""
 
 from __future__ import annotations
 
 import numpy as np
-import pandas as pd
 import pytest
 import torch
 
-from rbmcore import metrics
-from rbmcore.data.batch import iter_row_chunks, to_batch
-from rbmcore.data.csr import csr_from_lists, csr_from_pairs, transpose_csr
+from rbmcore.data.batch import to_batch
+from rbmcore.data.csr import csr_from_lists, transpose_csr
 from rbmcore.data.splits import split_holdout
 from rbmcore.io.artifact import load_model, save_model
 from rbmcore.models.twoway import TwoWayRBM
 from rbmcore.scoring import predict_csr, recommend_csr
 from rbmcore.training.build import model_for_config
-from rbmcore.training.composite import trainer_for
 from rbmcore.training.config import TrainConfig
-from tests.conftest import ML100K
+from tests.rbmcore import support
 
 N_ITEMS = 30
 
 
 def random_users(n_users: int, seed: int, first_id: int = 100):
-    rng = np.random.default_rng(seed)
-    items = [
-        np.sort(rng.choice(N_ITEMS, rng.integers(3, 15), replace=False)) for _ in range(n_users)
-    ]
-    ratings = [rng.integers(1, 6, len(row)) for row in items]
-    return csr_from_lists(np.arange(first_id, first_id + n_users), items, ratings, N_ITEMS)
+    return support.random_users(n_users, seed, n_items=N_ITEMS, most=14, first_id=first_id)
 
 
 def two_way(kind: str, users, seed: int = 0) -> TwoWayRBM:
@@ -44,16 +39,6 @@ def two_way(kind: str, users, seed: int = 0) -> TwoWayRBM:
             p.add_(torch.randn(p.shape, generator=torch.Generator().manual_seed(seed + 1)) * 0.5)
     model.item.set_item_states(users)
     return model
-
-
-def test_transpose_twice_gives_the_ratings_back():
-    csr = random_users(40, 0)
-    items = transpose_csr(csr)
-    assert len(items) == N_ITEMS and items.n_items == len(csr) and items.nnz == csr.nnz
-    back = transpose_csr(items)
-    np.testing.assert_array_equal(back.indptr, csr.indptr)
-    np.testing.assert_array_equal(back.items, csr.items)
-    np.testing.assert_array_equal(back.ratings, csr.ratings)
 
 
 @pytest.mark.parametrize("kind", ["softmax", "binary"])
@@ -127,55 +112,3 @@ def test_two_way_artifact_round_trip(tmp_path):
     np.testing.assert_array_equal(
         recommend_csr(model, ctx, 5).items, recommend_csr(loaded, ctx, 5).items
     )
-
-
-def u1() -> tuple:
-    def read(name: str) -> pd.DataFrame:
-        return pd.read_csv(ML100K / name, sep="\t", names=["user", "movie", "rating", "ts"])
-
-    train, test = read("u1.base"), read("u1.test")
-    movies = np.sort(train.movie.unique())
-    test = test[test.movie.isin(movies)]
-    index = pd.Series(np.arange(len(movies)), index=movies)
-
-    def csr(df: pd.DataFrame):
-        return csr_from_pairs(df.user.values, index[df.movie].values, df.rating.values, len(movies))
-
-    full, held = csr(train), csr(test)
-    context = full.take(np.searchsorted(full.user_ids, held.user_ids))
-    return full, context, held
-
-
-def test_two_way_softmax_beats_its_user_based_part_on_u1():
-    """Defaults of the softmax kind on MovieLens u1 (choices on a validation carve of
-    u1.base only): the test RMSE is below the issue's 0.925 and below the user-based RBM's."""
-    torch.manual_seed(0)
-    full, context, test = u1()
-    config = TrainConfig(kind="softmax", seed=42)
-    fit, held = split_holdout(full, config.val_fraction, np.random.default_rng(config.seed))
-    model = model_for_config(config, full.n_items, torch.Generator().manual_seed(42), len(fit))
-    model.init_visible_biases(fit)
-    trainer_for(model, config, torch.device("cpu")).fit(
-        fit, iter_row_chunks(len(fit), 100), (fit, held)
-    )
-    truth = test.ratings.astype(np.float64)
-    both = metrics.rmse(truth, predict_csr(model, context, test)["pred_rating"])
-    model.weight.fill_(1.0)
-    user_only = metrics.rmse(truth, predict_csr(model, context, test)["pred_rating"])
-    assert both <= 0.925, both
-    assert both < user_only - 0.01, (both, user_only)
-
-
-def test_rated_item_part_is_automatic_by_size():
-    """``item_based = "auto"`` (the rated kind's default) trains the dense-over-users item
-    part on MovieLens-100k-sized data, not on ml-1m-sized data; true/false force it."""
-    config = TrainConfig(kind="rated", n_hidden=4, item={"n_hidden": 3})
-    assert config.item_based == "auto"
-    assert config.wants_item_way(943, 1_682) and not config.wants_item_way(6_040, 3_706)
-    small = model_for_config(config, 1_682, torch.Generator().manual_seed(0), 943)
-    large = model_for_config(config, 3_706, torch.Generator().manual_seed(0), 6_040)
-    assert isinstance(small, TwoWayRBM) and not isinstance(large, TwoWayRBM)
-    forced = TrainConfig(kind="rated", n_hidden=4, item_based=True, item={"n_hidden": 3})
-    assert isinstance(model_for_config(forced, 3_706, None, 6_040), TwoWayRBM)
-    with pytest.raises(ValueError, match="item_based"):
-        TrainConfig(kind="rated", item_based="sometimes")

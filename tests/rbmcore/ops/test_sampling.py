@@ -1,4 +1,5 @@
-"""The chain's Bernoulli samples on the CPU: 16-bit uniforms, four from each 64-bit draw."""
+"""Random numbers for Gibbs chains (rbmcore/ops/sampling.py) on the CPU: 16-bit uniforms, four
+from each 64-bit draw, and Bernoulli samples of logits."""
 
 from __future__ import annotations
 

@@ -1,14 +1,17 @@
-"""The sparse hidden-to-visible product over rated items == the dense gather + einsum."""
+"""Sparse products over a batch's stored entries (rbmcore/ops/sparse.py): the hidden-to-visible
+product over rated items == the dense gather + einsum, in row-major and item-major order; and
+the stable radix order of the index helpers == torch's stable argsort."""
 
 from __future__ import annotations
 
 import numpy as np
+import pytest
 import torch
 
 from rbmcore.data.batch import to_batch
 from rbmcore.data.csr import csr_from_lists
 from rbmcore.models.factory import build_model
-from rbmcore.ops.sparse import entry_dots
+from rbmcore.ops.sparse import entry_dots, stable_order
 
 
 def batch_with_empty_rows(n_items=30):
@@ -55,3 +58,14 @@ def test_item_major_dots_equal_the_row_major_product_plus_the_values():
     assert pattern.shape == (30, batch.size)
     expected = entry_dots(h, W, batch, 1).squeeze(1) + values
     torch.testing.assert_close(item_major_dots(h, W, pattern, to_rows), expected)
+
+
+@pytest.mark.parametrize("n_keys", [7_412, 2**16, 118_094])
+def test_stable_order_is_torchs_stable_argsort(n_keys):
+    """The radix path (one 16-bit pass, and two above 2**16 keys) gives torch's permutation:
+    keys ascending, equal keys in their original order."""
+    keys = torch.randint(0, n_keys, (26_000,), generator=torch.Generator().manual_seed(n_keys))
+    keys[:50] = n_keys - 1  # many ties, at the top digit too
+    order = stable_order(keys, n_keys)
+    assert order.dtype == torch.int64
+    assert torch.equal(order, torch.argsort(keys, stable=True))

@@ -1,4 +1,6 @@
-"""The refit on all ratings after the validation choices (rbmcore.refit)."""
+"""The refit on all ratings after the validation choices (rbmcore/training/refit.py): a fresh
+run for the best epochs, a hybrid's choices and each part's (and each ensemble member's) own
+best epochs kept, and the selected weights released without changing the refit."""
 
 from __future__ import annotations
 
@@ -12,12 +14,12 @@ from rbmcore.data.batch import iter_row_chunks
 from rbmcore.data.csr import merge_rows
 from rbmcore.data.splits import split_holdout
 from rbmcore.training.build import model_for_config
-from rbmcore.training.composite import HybridTrainer
+from rbmcore.training.composite import HybridTrainer, trainer_for
 from rbmcore.training.config import TrainConfig
 from rbmcore.training.refit import refit_config, refit_on_all_ratings
 from rbmcore.training.selection import selection_metric
 from rbmcore.training.trainer import Trainer
-from tests.rbmcore.test_hybrid import N_ITEMS, random_users
+from tests.rbmcore.support import N_ITEMS, ensemble_config, random_users
 
 CPU = torch.device("cpu")
 
@@ -104,6 +106,24 @@ def test_hybrid_refit_keeps_every_choice_and_each_parts_best_epochs(tmp_path):
     refit.model.rated.item.set_item_states(merge_rows(fit, held))
     for name, value in refit.model.rated.item.state_dict().items():
         torch.testing.assert_close(states[name], value)
+
+
+def test_ensemble_refit_trains_each_member_for_its_own_best_epochs():
+    every = random_users(90, 2)
+    fit, held = split_holdout(every, 0.2, np.random.default_rng(1))
+    batches = iter_row_chunks(len(fit), 15)
+    config = ensemble_config(epochs=8, kind="softmax")
+    model = model_for_config(config, N_ITEMS, torch.Generator().manual_seed(config.seed))
+    model.init_visible_biases(fit)
+    selected = trainer_for(model, config, CPU)
+    selected.fit(fit, batches, (fit, held))
+    best = [selected.best_epochs[f"member{m}"] for m in (1, 2, 3)]
+    assert selected.refit_settings() == {"members": [{"epochs": b} for b in best]}
+
+    refit = refit_on_all_ratings(selected, every, batches)
+    for m in (1, 2, 3):
+        epochs = [r["epoch"] for r in refit.history if r["member"] == m]
+        assert epochs == list(range(1, best[m - 1] + 1))
 
 
 def test_release_selected_frees_the_selected_weights_and_gives_the_same_refit():
