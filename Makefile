@@ -15,11 +15,11 @@ java:
 $(VENV)/.installed: pyproject.toml constraints.txt | java
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[dev]'
+	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[dev,spark]'
 	touch $@
 
 run: install
-	$(BIN)/rbm-reco run --conf conf/local.toml --out $(OUT)
+	$(BIN)/rbm-reco run --conf local --out $(OUT)
 
 lint: install
 	$(BIN)/ruff check .

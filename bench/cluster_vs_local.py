@@ -4,7 +4,7 @@
                                      [--distributed 2] [--work DIR] [--no-write]
 
 Generates the preset (``rbm-reco generate --preset ml-1m --test-fraction 0.2``) once, then runs
-the same four ``spark-submit`` calls (ingest, train, score, evaluate, conf/cluster.toml,
+the same four ``spark-submit`` calls (ingest, train, score, evaluate; ``--conf cluster``,
 ``--py-files dist/rbm_reco_pyfiles.zip``) twice: with ``--master local[N]`` and with
 ``--master spark://127.0.0.1:PORT`` (a master and one worker with N cores, started here and
 stopped by PID at the end). Each step's time is the wall time of its spark-submit (JVM start,
@@ -90,7 +90,7 @@ def main(argv: list[str] | None = None) -> int:
     generate(args.preset, data)
     train_args = ["--epochs", str(args.epochs)] + (["--kind", args.kind] if args.kind else [])
     pipeline = Pipeline(
-        data, build_pyfiles(work / "dist"), REPO / "conf" / "cluster.toml", train_args, args.memory
+        data, build_pyfiles(work / "dist"), "cluster", train_args, args.memory
     )
     loads = [load_average()]
     results = {"local": run_local(pipeline, work / "local", args.cores)}
@@ -114,7 +114,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     parser.add_argument("--preset", default="ml-1m")
     parser.add_argument("--epochs", type=int, default=3, help="training epochs (default 3)")
-    parser.add_argument("--kind", help="model kind (default: conf/cluster.toml's)")
+    parser.add_argument("--kind", help="model kind (default: the packaged cluster config's)")
     parser.add_argument("--cores", type=int, default=os.cpu_count() or 2)
     parser.add_argument("--memory", default="3g", help="driver and executor memory")
     parser.add_argument("--distributed", type=int, default=0, help="also train with N processes")
@@ -207,7 +207,7 @@ def section_body(
     return "\n".join(
         [
             f"`{command}` ({datetime.now(UTC):%Y-%m-%d}). Data: the generated `{args.preset}` "
-            "preset with a 20% per-user test holdout; conf/cluster.toml, "
+            "preset with a 20% per-user test holdout; `--conf cluster`, "
             f"`--epochs {args.epochs}`" + (f", `--kind {args.kind}`" if args.kind else "") + ".",
             f"Machine: {os.cpu_count()} cores (`nproc`), {cpu_model()}; "
             f"local[{args.cores}] vs a standalone master + one worker with {args.cores} cores on "

@@ -586,12 +586,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 
 def local_spark():
-    """The local[2] session ALS runs in (conf/local.toml, 4 shuffle partitions, no UI)."""
+    """The local[2] session ALS runs in (the packaged local config, 4 shuffle partitions, no UI)."""
     from jobs.common.config import load_conf
     from jobs.common.session import get_spark
 
     os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
-    conf = load_conf(str(REPO / "conf" / "local.toml"))
+    conf = load_conf("local")
     conf["spark"]["conf"].update({"spark.sql.shuffle.partitions": "4", "spark.ui.enabled": "false"})
     spark = get_spark(conf, "local[2]")
     spark.sparkContext.setLogLevel("ERROR")

@@ -86,7 +86,7 @@ device = "cpu"
 [score]
 top_k = 10
 """
-# the project's default model (conf/defaults: the hybrid), nothing overridden but the device
+# the project's default model (the [train] defaults: the hybrid), nothing overridden but the device
 DEFAULT_MODEL_CONF = SPARK_CONF + """
 [train]
 seed = 42

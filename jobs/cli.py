@@ -2,6 +2,7 @@
 
     rbm-reco {run,ingest,train,score,evaluate,generate,recommend} [options]
     rbm-reco COMMAND --help
+    rbm-reco --version
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import sys
 from collections.abc import Sequence
 
 from jobs.common.errors import run_main
+from rbmcore import __version__
 
 COMMANDS = {
     "run": "the whole pipeline: ingest, train, score, evaluate (generates data if none given)",
@@ -24,8 +26,8 @@ COMMANDS = {
 
 
 def usage() -> str:
-    lines = ["usage: rbm-reco COMMAND [options]   (rbm-reco COMMAND --help for its options)", "",
-             "commands:"]
+    lines = ["usage: rbm-reco COMMAND [options]   (rbm-reco COMMAND --help for its options)",
+             "       rbm-reco --version", "", "commands:"]
     lines += [f"  {name:<10} {text}" for name, text in COMMANDS.items()]
     return "\n".join(lines)
 
@@ -35,11 +37,24 @@ def main(argv: Sequence[str] | None = None) -> None:
     if not args or args[0] in ("-h", "--help", "help"):
         print(usage())
         sys.exit(0 if args else 2)
+    if args[0] in ("--version", "-V"):
+        print(f"rbm-reco {__version__}")
+        sys.exit(0)
     command, rest = args[0], args[1:]
     if command not in COMMANDS:
         print(f"rbm-reco: unknown command {command!r}\n\n{usage()}", file=sys.stderr)
         sys.exit(2)
-    module = importlib.import_module(f"jobs.{command}")
+    try:
+        module = importlib.import_module(f"jobs.{command}")
+    except ModuleNotFoundError as exc:
+        if exc.name is None or exc.name.split(".")[0] not in ("pyspark", "py4j"):
+            raise
+        print(
+            f"rbm-reco: error: {exc.name} is not installed: install rbm-reco[spark] for "
+            "local mode, or run the jobs with spark-submit (the cluster's Spark)",
+            file=sys.stderr,
+        )
+        sys.exit(1)
     run_main(module.main, rest)
 
 

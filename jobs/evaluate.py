@@ -19,24 +19,30 @@ from typing import Any
 
 import pandas as pd
 
-from jobs.common.args import add_common_arguments, parse_job_args
+from jobs.common.args import (
+    add_common_arguments,
+    export_date,
+    input_path,
+    output_path,
+    parse_job_args,
+)
 from jobs.common.config import resolve_conf
 from jobs.common.errors import BadInputError, run_main
 from jobs.common.session import get_spark
 from jobs.ingestion.readback import load_vocabulary, require
 from jobs.report import LOSS_PLOT, metrics_markdown
-from jobs.score import validate_dt
 from jobs.scoring.workers import broadcast_payload, make_predictor
-from jobs.storage import fs, layout
-from jobs.storage.export import is_complete
+from jobs.storage import fs, layout, model_store
+from jobs.storage.export import PARQUET_OUTPUT, data_path, is_complete
 from jobs.storage.fs import dumps_json
+from jobs.storage.kinds import FolderKind, require_kind
 from jobs.storage.layout import join_path
 from rbmcore import metrics
-from rbmcore.io.artifact import load_model
 
 log = logging.getLogger("rbm-reco.evaluate")
 
 PREDICTION_SCHEMA = "user_id int, movie_id int, rating int, p_like float, pred_rating float"
+PREDICTIONS = FolderKind("predictions folder", PARQUET_OUTPUT)
 
 
 def ranking_block(recs: pd.DataFrame, rel: pd.DataFrame, k: int) -> dict[str, float]:
@@ -66,15 +72,16 @@ def run_evaluate(
     """Compute the metrics of OUT's export for ``dt`` and OUT's model on OUT's test split."""
     from pyspark.sql import functions as F
 
-    dt = dt or date.today().isoformat()
-    validate_dt(dt)
+    dt = export_date(dt or date.today().isoformat())
     k = int(conf["score"]["top_k"])
+    out = fs.output_dir(spark, out, "--out")
     require(spark, layout.test_ratings(out), "test split (give --test to ingest)")
     root = layout.recommendations(out)
     if not is_complete(spark, root, dt):
         raise BadInputError(f"no complete export for dt={dt} under {root}; run `rbm-reco score`")
+    require_kind(spark, layout.predictions(out), PREDICTIONS)
     vocab = load_vocabulary(spark, out)
-    loaded = load_model(fs.download_dir(spark, model_path or layout.model_dir(out)), vocab.checksum)
+    loaded = model_store.load(spark, model_path or layout.model_dir(out), vocab.checksum)
 
     train = spark.read.parquet(layout.train_ratings(out)).select("user_id", "items", "ratings")
     test = spark.read.parquet(layout.test_ratings(out)).select(
@@ -89,7 +96,7 @@ def run_evaluate(
 
     pred = spark.read.parquet(layout.predictions(out)).toPandas()
     recs = (
-        spark.read.parquet(layout.recommendations_for(out, dt))
+        spark.read.parquet(data_path(spark, root, dt))
         .select("user_id", "rank", "movie_id")
         .toPandas()
     )
@@ -137,10 +144,11 @@ def one_line(result: dict[str, Any]) -> str:
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
-        "--out", required=True, help="run folder with ingest/, model/, recommendations/"
-    )
-    parser.add_argument("--model", help="model folder (default OUT/model)")
-    parser.add_argument("--dt", help="export date to evaluate (default: today)")
+        "--out", required=True, type=output_path,
+        help="run folder with ingest/, model/, recommendations/",
+    )  # fmt: skip
+    parser.add_argument("--model", type=input_path, help="model folder (default OUT/model)")
+    parser.add_argument("--dt", type=export_date, help="export date to evaluate (default: today)")
     parser.add_argument(
         "--top-k", type=int, dest="top_k", help="k of the ranking metrics (default 10)"
     )
@@ -150,7 +158,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_job_args("rbm-reco evaluate", __doc__, add_arguments, argv)
     conf = resolve_conf(args, {"score": {"top_k": args.top_k}})
-    spark = get_spark(conf, args.master)
+    spark = get_spark(conf, args.master, args.log_level)
     result = run_evaluate(spark, conf, args.out, args.dt, args.model)
     print(one_line(result))
     print(f"metrics written to {layout.metrics_json(args.out)}")

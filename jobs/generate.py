@@ -11,11 +11,16 @@ import argparse
 import logging
 from collections.abc import Sequence
 
-from jobs.common.args import setup_logging
+from jobs.common.args import JobArgumentParser, bounded_int, log_level, output_path, setup_logging
 from jobs.common.errors import UsageError, run_main
 from rbmcore.data.synthetic import PRESETS, GeneratorSpec, write_dataset
 
 log = logging.getLogger("rbm-reco.generate")
+
+# the largest sizes the generator accepts (ml-32m has 200,948 users, 87,585 movies, 32M ratings)
+MAX_USERS = 100_000_000
+MAX_MOVIES = 10_000_000
+MAX_RATINGS = 10_000_000_000
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -28,11 +33,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
             for name, p in PRESETS.items()
         ),
     )  # fmt: skip
-    parser.add_argument("--out", required=True, help="output directory (local path)")
-    parser.add_argument("--users", type=int, help="number of users (overrides the preset)")
-    parser.add_argument("--movies", type=int, help="number of movies (overrides the preset)")
-    parser.add_argument("--ratings", type=int, help="number of ratings (overrides the preset)")
-    parser.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    parser.add_argument(
+        "--out", required=True, type=output_path, help="output directory (local path)"
+    )
+    parser.add_argument("--users", type=bounded_int(1, MAX_USERS),
+                        help="number of users (overrides the preset)")
+    parser.add_argument("--movies", type=bounded_int(1, MAX_MOVIES),
+                        help="number of movies (overrides the preset)")
+    parser.add_argument("--ratings", type=bounded_int(1, MAX_RATINGS),
+                        help="number of ratings (overrides the preset)")
+    parser.add_argument("--seed", type=bounded_int(0, 2**31 - 1), default=0,
+                        help="random seed (default 0)")  # fmt: skip
     parser.add_argument(
         "--test-fraction",
         type=float,
@@ -42,11 +53,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--chunk-users",
-        type=int,
+        type=bounded_int(1, MAX_USERS),
         default=16_384,
         help="users formatted and written at a time (memory vs speed; output is the same)",
     )
-    parser.add_argument("--log-level", default="INFO", help="DEBUG, INFO, WARNING (default INFO)")
+    parser.add_argument(
+        "--log-level", type=log_level, help="DEBUG, INFO, WARN, ERROR (default INFO)"
+    )
 
 
 def spec_from_args(args: argparse.Namespace) -> GeneratorSpec:
@@ -66,15 +79,13 @@ def spec_from_args(args: argparse.Namespace) -> GeneratorSpec:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
+    parser = JobArgumentParser(
         prog="rbm-reco generate",
         description="Write a synthetic MovieLens-like dataset with planted tastes.",
     )
     add_arguments(parser)
     args = parser.parse_args(argv)
     setup_logging(args.log_level)
-    if args.chunk_users < 1:
-        raise UsageError("--chunk-users must be at least 1")
     spec = spec_from_args(args)
     try:
         summary = write_dataset(spec, args.out, chunk_users=args.chunk_users)

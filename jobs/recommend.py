@@ -12,21 +12,26 @@ from __future__ import annotations
 import argparse
 from collections.abc import Sequence
 
-from jobs.common.args import add_common_arguments, parse_job_args
+from jobs.common.args import (
+    add_common_arguments,
+    bounded_int,
+    input_path,
+    parse_job_args,
+)
 from jobs.common.config import resolve_conf
 from jobs.common.errors import BadInputError, run_main
 from jobs.common.session import get_spark
 from jobs.ingestion.readback import csr_from_arrow, load_vocabulary
-from jobs.storage import fs, layout
-from rbmcore.io.artifact import load_model
+from jobs.storage import fs, layout, model_store
 from rbmcore.scoring import recommend_csr
 
 
 def user_report(spark, out: str, user_id: int, top_k: int, model_path: str | None = None) -> str:
     from pyspark.sql import functions as F
 
+    out = fs.qualify(spark, out)
     vocab = load_vocabulary(spark, out)
-    loaded = load_model(fs.download_dir(spark, model_path or layout.model_dir(out)), vocab.checksum)
+    loaded = model_store.load(spark, model_path or layout.model_dir(out), vocab.checksum)
     rows = spark.read.parquet(layout.train_ratings(out)).where(F.col("user_id") == user_id)
     csr = csr_from_arrow(rows.select("user_id", "items", "ratings").toArrow(), vocab.n_items)
     if len(csr) == 0:
@@ -53,9 +58,11 @@ def user_report(spark, out: str, user_id: int, top_k: int, model_path: str | Non
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--out", required=True, help="run folder with ingest/ and model/")
-    parser.add_argument("--user", type=int, required=True, help="user id")
-    parser.add_argument("--model", help="model folder (default OUT/model)")
+    parser.add_argument(
+        "--out", required=True, type=input_path, help="run folder with ingest/ and model/"
+    )
+    parser.add_argument("--user", type=bounded_int(1, 2**31 - 1), required=True, help="user id")
+    parser.add_argument("--model", type=input_path, help="model folder (default OUT/model)")
     parser.add_argument("--top-k", type=int, dest="top_k", help="how many (default 10)")
     add_common_arguments(parser)
 
@@ -63,7 +70,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_job_args("rbm-reco recommend", __doc__, add_arguments, argv)
     conf = resolve_conf(args, {"score": {"top_k": args.top_k}})
-    spark = get_spark(conf, args.master)
+    spark = get_spark(conf, args.master, args.log_level)
     print(user_report(spark, args.out, args.user, int(conf["score"]["top_k"]), args.model))
     return 0
 

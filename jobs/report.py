@@ -7,7 +7,9 @@ from typing import Any
 
 from matplotlib.figure import Figure
 
-LOSS_PLOT = "training.png"
+from rbmcore.io.artifact import PLOT_FILE
+
+LOSS_PLOT = PLOT_FILE  # the training plot in the model folder
 
 
 def plot_training(history: list[dict[str, Any]], path: str | Path, title: str = "") -> None:

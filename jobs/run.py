@@ -19,16 +19,17 @@ from collections.abc import Sequence
 from datetime import date
 from typing import Any
 
-from jobs.common.args import add_common_arguments, parse_job_args, timed
+from jobs.common.args import add_common_arguments, export_date, output_path, parse_job_args, timed
 from jobs.common.config import resolve_conf
 from jobs.common.errors import UsageError, run_main
 from jobs.common.memory import release_memory
 from jobs.common.session import get_spark
 from jobs.evaluate import one_line, run_evaluate
 from jobs.ingest import run_ingest
-from jobs.score import run_score, validate_dt
+from jobs.score import run_score
 from jobs.storage import fs, layout
 from jobs.train import add_training_arguments, run_train, train_overrides
+from rbmcore import __version__
 from rbmcore.data.synthetic import PRESETS, GeneratorSpec, write_dataset
 
 log = logging.getLogger("rbm-reco.run")
@@ -63,27 +64,28 @@ def run_pipeline(spark, conf: dict[str, Any], args: argparse.Namespace) -> dict[
     """Run every step; returns the run summary (timings, counts, metrics)."""
     timings: dict[str, float] = {}
     ratings, test, movies = args.ratings, args.test, args.movies
-    dt = args.dt or date.today().isoformat()
-    validate_dt(dt)
+    dt = export_date(args.dt or date.today().isoformat())
+    out = fs.output_dir(spark, args.out, "--out")
     if ratings is None:
         with timed("generate", timings):
-            ratings, test, movies = generate_default_data(args.out, args.preset, 0)
+            ratings, test, movies = generate_default_data(out, args.preset, 0)
     with timed("ingest", timings):
-        ingest = run_ingest(spark, conf, ratings, args.out, test=test, movies=movies)
+        ingest = run_ingest(spark, conf, ratings, out, test=test, movies=movies)
     release_memory(spark)
     with timed("train", timings):
-        model = run_train(spark, conf, args.out, resume=args.resume)
+        model = run_train(spark, conf, out, resume=args.resume)
     release_memory(spark)
     with timed("score", timings):
-        export = run_score(spark, conf, args.out, dt)
+        export = run_score(spark, conf, out, dt)
     release_memory(spark)
     metrics = None
     if test is not None:
         with timed("evaluate", timings):
-            metrics = run_evaluate(spark, conf, args.out, dt)
+            metrics = run_evaluate(spark, conf, out, dt)
     summary = {
+        "rbm_reco_version": __version__,
         "dt": dt,
-        "export": layout.recommendations_for(args.out, dt),
+        "export": layout.recommendations_for(out, dt),
         "users_scored": export["users"],
         "rows_written": export["rows"],
         "model_id": model["model_id"],
@@ -93,7 +95,7 @@ def run_pipeline(spark, conf: dict[str, Any], args: argparse.Namespace) -> dict[
         "metrics": metrics,
         "seconds": timings,
     }
-    fs.write_json(spark, layout.run_summary(args.out), summary)
+    fs.write_json(spark, layout.run_summary(out), summary)
     return summary
 
 
@@ -119,8 +121,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--test", help="held-out ratings to evaluate on")
     parser.add_argument("--movies", help="movies file (MovieID::Title::Genres, latin-1)")
-    parser.add_argument("--out", required=True, help="run folder (local path or URI)")
-    parser.add_argument("--dt", help="export date YYYY-MM-DD (default: today)")
+    parser.add_argument(
+        "--out", required=True, type=output_path, help="run folder (local path or URI)"
+    )
+    parser.add_argument("--dt", type=export_date, help="export date YYYY-MM-DD (default: today)")
     parser.add_argument(
         "--top-k", type=int, dest="top_k", help="recommendations per user (default 10)"
     )
@@ -137,6 +141,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--preset",
         default="ml-1m",
+        choices=sorted(PRESETS),
         help="generator preset used when --ratings is omitted (default ml-1m)",
     )
     add_common_arguments(parser)
@@ -149,7 +154,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     overrides["ingest"] = {"max_bad_fraction": args.max_bad_fraction, "batch_size": args.batch_size}
     conf = resolve_conf(args, overrides)
     start = time.perf_counter()
-    spark = get_spark(conf, args.master)
+    spark = get_spark(conf, args.master, args.log_level)
     summary = run_pipeline(spark, conf, args)
     print_summary(summary)
     print(f"total:         {time.perf_counter() - start:.1f} s")

@@ -17,16 +17,21 @@ from collections.abc import Sequence
 from datetime import date
 from typing import Any
 
-from jobs.common.args import add_common_arguments, parse_job_args
+from jobs.common.args import (
+    add_common_arguments,
+    export_date,
+    input_path,
+    output_path,
+    parse_job_args,
+)
 from jobs.common.config import resolve_conf
-from jobs.common.errors import UsageError, run_main
+from jobs.common.errors import run_main
 from jobs.common.session import get_spark, restoring_conf
 from jobs.ingestion.readback import load_vocabulary, require
 from jobs.scoring.checks import check_export, user_set, users_rated_everything
 from jobs.scoring.workers import broadcast_payload, make_scorer
-from jobs.storage import fs, layout
+from jobs.storage import fs, layout, model_store
 from jobs.storage.export import publish_date
-from rbmcore.io.artifact import load_model
 from rbmcore.scoring import fast_users_per_chunk, users_per_chunk
 
 log = logging.getLogger("rbm-reco.score")
@@ -77,15 +82,13 @@ def run_score(
     spark, conf: dict[str, Any], out: str, dt: str | None = None, model_path: str | None = None
 ) -> dict[str, Any]:
     """Score all ingested users with OUT's model and publish OUT/recommendations/dt=DT/."""
-    dt = dt or date.today().isoformat()
-    validate_dt(dt)
+    dt = export_date(dt or date.today().isoformat())
     top_k = int(conf["score"]["top_k"])
-    if top_k < 1:
-        raise UsageError(f"top_k must be >= 1, got {top_k}")
-    model_path = model_path or layout.model_dir(out)
+    out = fs.output_dir(spark, out, "--out")
+    model_path = fs.qualify(spark, model_path or layout.model_dir(out))
     vocab = load_vocabulary(spark, out)
     require(spark, model_path, "model")
-    loaded = load_model(fs.download_dir(spark, model_path), vocab.checksum)
+    loaded = model_store.load(spark, model_path, vocab.checksum)
     kind = loaded.meta["kind"]
     columns = loaded.model.output_columns
     n_states = loaded.model.n_states
@@ -119,7 +122,7 @@ def run_score(
                 "ingest": ingest_counts(spark, out),
             }
 
-        info = publish_date(spark, layout.recommendations(out), dt, write, manifest)
+        info = publish_date(spark, layout.recommendations(out), dt, write, manifest, conf["score"])
         broadcast.unpersist()
     log.info(
         "scored %d users, %d rows -> %s",
@@ -144,17 +147,12 @@ def ingest_counts(spark, out: str) -> dict[str, Any] | None:
     return counts
 
 
-def validate_dt(dt: str) -> None:
-    try:
-        date.fromisoformat(dt)
-    except ValueError as exc:
-        raise UsageError(f"--dt must be a date YYYY-MM-DD, got {dt!r}") from exc
-
-
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--out", required=True, help="run folder with ingest/ and model/")
-    parser.add_argument("--model", help="model folder (default OUT/model)")
-    parser.add_argument("--dt", help="export date YYYY-MM-DD (default: today)")
+    parser.add_argument(
+        "--out", required=True, type=output_path, help="run folder with ingest/ and model/"
+    )
+    parser.add_argument("--model", type=input_path, help="model folder (default OUT/model)")
+    parser.add_argument("--dt", type=export_date, help="export date YYYY-MM-DD (default: today)")
     parser.add_argument(
         "--top-k", type=int, dest="top_k", help="recommendations per user (default 10)"
     )
@@ -164,7 +162,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_job_args("rbm-reco score", __doc__, add_arguments, argv)
     conf = resolve_conf(args, {"score": {"top_k": args.top_k}})
-    spark = get_spark(conf, args.master)
+    spark = get_spark(conf, args.master, args.log_level)
     info = run_score(spark, conf, args.out, args.dt, args.model)
     print(
         f"exported {info['rows']} rows for {info['users']} users to "

@@ -15,18 +15,17 @@ from __future__ import annotations
 
 import argparse
 import logging
-import shutil
 from collections.abc import Sequence
 from typing import Any
 
 import torch
 
-from jobs.common.args import add_common_arguments, parse_job_args
-from jobs.common.config import resolve_conf
+from jobs.common.args import add_common_arguments, output_path, parse_job_args
+from jobs.common.config import resolve_conf, train_settings
 from jobs.common.errors import UsageError, run_main
 from jobs.common.session import get_spark
 from jobs.ingestion.readback import StreamingBatches, load_vocabulary
-from jobs.storage import layout
+from jobs.storage import fs, layout
 from jobs.training.data import (
     all_training_data,
     evaluation_sample,
@@ -35,28 +34,32 @@ from jobs.training.data import (
 )
 from jobs.training.distributor import train_with_distributor
 from jobs.training.model_files import (
+    check_training_outputs,
     checkpoint_dir,
     clear_stale_checkpoints,
     refit_dir,
+    remove_checkpoints,
     save_artifact,
 )
 from rbmcore.device import choose_device
 from rbmcore.models.factory import KINDS
 from rbmcore.training.build import model_for_config
 from rbmcore.training.composite import trainer_for
-from rbmcore.training.config import JobSettings, TrainConfig, settings_from_table
+from rbmcore.training.config import JobSettings, TrainConfig
 from rbmcore.training.refit import refit_on_all_ratings
+
+__all__ = ["run_train", "train_settings"]
 
 log = logging.getLogger("rbm-reco.train")
 
 
-def train_settings(conf: dict[str, Any]) -> tuple[TrainConfig, JobSettings]:
-    """The [train] table as the model's config and the job's settings; an unknown key or a
-    bad value is a usage error naming it."""
-    try:
-        return settings_from_table(conf.get("train", {}))
-    except (TypeError, ValueError) as exc:
-        raise UsageError(f"bad [train] setting: {exc}") from exc
+def training_paths(spark, out: str, model_path: str | None) -> tuple[str, str]:
+    """(OUT, the model folder) resolved on their file systems (``fs.output_dir``), the model
+    folder and its checkpoint folders checked to be of their kinds before any work."""
+    out = fs.output_dir(spark, out, "--out")
+    model_path = fs.output_dir(spark, model_path or layout.model_dir(out), "--model")
+    check_training_outputs(spark, model_path)
+    return out, model_path
 
 
 def run_train(
@@ -64,10 +67,10 @@ def run_train(
 ) -> dict[str, Any]:
     """Train on OUT's ingested data; returns the saved model's metadata."""
     config, job = train_settings(conf)
+    out, model_path = training_paths(spark, out, model_path)
     if job.distributed > 0:
         return run_train_distributed(spark, config, job, out, model_path, resume)
     device = choose_device(config.device)
-    model_path = model_path or layout.model_dir(out)
     vocab = load_vocabulary(spark, out)
     fit_rows, batches, validation, test, n_users, n_ratings = load_training_data(
         spark, job, config, out, vocab.n_items
@@ -112,8 +115,7 @@ def run_train(
     meta = save_artifact(
         spark, trainer, vocab.movie_ids, model_path, trainer.history, n_users, n_ratings, refit
     )
-    for folder in (ckpt, refit_dir(ckpt)):
-        shutil.rmtree(folder, ignore_errors=True)
+    remove_checkpoints(ckpt)
     return meta
 
 
@@ -122,7 +124,7 @@ def run_train_distributed(
     config: TrainConfig,
     job: JobSettings,
     out: str,
-    model_path: str | None = None,
+    model_path: str,
     resume: bool = False,
 ) -> dict[str, Any]:
     """Data-parallel training on the executors (``train.distributed`` = N processes; see
@@ -133,7 +135,6 @@ def run_train_distributed(
     if resume:
         raise UsageError("--resume is not supported with --distributed (no per-epoch checkpoints)")
     config = user_based_only(config, "distributed training")
-    model_path = model_path or layout.model_dir(out)
     vocab = load_vocabulary(spark, out)
     fit_rows, batches, validation, test, n_users, n_ratings = load_training_data(
         spark, job, config, out, vocab.n_items, cache="memory"
@@ -171,8 +172,14 @@ def add_training_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--out", required=True, help="run folder holding ingest/ (local or URI)")
-    parser.add_argument("--model", help="model folder to write (default OUT/model)")
+    parser.add_argument(
+        "--out", required=True, type=output_path, help="run folder holding ingest/ (local or URI)"
+    )
+    parser.add_argument(
+        "--model", type=output_path,
+        help="model folder to write (default OUT/model); an existing folder must be a model "
+        "folder",
+    )  # fmt: skip
     add_training_arguments(parser)
     parser.add_argument(
         "--distributed",
@@ -197,7 +204,7 @@ def train_overrides(args: argparse.Namespace) -> dict[str, dict[str, Any]]:
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_job_args("rbm-reco train", __doc__, add_arguments, argv)
     conf = resolve_conf(args, train_overrides(args))
-    spark = get_spark(conf, args.master)
+    spark = get_spark(conf, args.master, args.log_level)
     meta = run_train(spark, conf, args.out, args.model, args.resume)
     where = args.model or layout.model_dir(args.out)
     print(f"model {meta['model_id']} ({meta['kind']}) written to {where}")

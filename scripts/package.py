@@ -6,12 +6,13 @@ Writes into DIST (default ``dist/``):
 
 - ``rbm_reco-<version>-py3-none-any.whl``: the project wheel (``pip wheel --no-deps``), for
   clusters whose Python environment is built with pip (or for a venv-pack archive below);
-- ``rbm_reco_pyfiles.zip``: the pure-Python packages ``rbmcore/`` and ``jobs/`` for
+- ``rbm_reco_pyfiles.zip``: the pure-Python packages ``rbmcore/`` and ``jobs/`` (with the
+  configs ``jobs/conf/*.toml`` that ``--conf local`` / ``--conf cluster`` name) for
   ``spark-submit --py-files``; Spark puts it on every executor's ``sys.path``.
 
 The zip carries our code only. The third-party dependencies (torch, numpy, pandas, pyarrow,
 safetensors) must already be on the executors, or be shipped as a packed virtualenv with
-``--archives`` (see README, "Running on a Spark cluster"):
+``--archives`` (docs/cluster.md; ``deploy/yarn-submit.sh`` builds and ships both):
 
     pip install venv-pack   # or: pip install -e '.[cluster]'
     venv-pack -p .venv -o dist/rbm_reco_env.tar.gz
@@ -32,20 +33,25 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 PACKAGES = ("rbmcore", "jobs")
+PACKAGE_DATA = ("*.py", "conf/*.toml")  # the files of each package the zip carries
 PYFILES_ZIP = "rbm_reco_pyfiles.zip"
 _FIXED_TIME = (2020, 1, 1, 0, 0, 0)
 
 
 def build_pyfiles_zip(dist: Path, repo: Path = REPO) -> Path:
-    """Zip the ``.py`` files of ``rbmcore/`` and ``jobs/`` (package-relative paths) into DIST."""
+    """Zip the ``.py`` files of ``rbmcore/`` and ``jobs/`` and the packaged configs
+    (package-relative paths) into DIST."""
     dist.mkdir(parents=True, exist_ok=True)
     target = dist / PYFILES_ZIP
     tmp = target.with_suffix(".zip.tmp")
     files = sorted(
-        path
-        for package in PACKAGES
-        for path in (repo / package).rglob("*.py")
-        if "__pycache__" not in path.parts
+        {
+            path
+            for package in PACKAGES
+            for pattern in PACKAGE_DATA
+            for path in (repo / package).rglob(pattern)
+            if "__pycache__" not in path.parts
+        }
     )
     if not any(path.name == "__init__.py" for path in files):
         raise SystemExit(f"no packages found under {repo}")

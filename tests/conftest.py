@@ -21,7 +21,7 @@ def spark():
     from jobs.common.session import get_spark
 
     os.environ["PYSPARK_PYTHON"] = sys.executable
-    conf = load_conf(str(REPO / "conf" / "local.toml"))
+    conf = load_conf("local")
     conf["spark"]["conf"].update(
         {
             "spark.sql.shuffle.partitions": "4",

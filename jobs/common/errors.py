@@ -5,7 +5,7 @@ from __future__ import annotations
 import sys
 from collections.abc import Callable, Sequence
 
-from rbmcore.errors import ModelFileError
+from rbmcore.errors import ForeignFolderError, ModelFileError
 
 
 class JobError(Exception):
@@ -30,19 +30,28 @@ EXIT_MODEL_FILE = 5
 EXIT_DIVERGED = 6
 
 
+def single_line(message: object) -> str:
+    """``message`` on one line (a wrapped library message may span several)."""
+    return " ".join(str(message).split())
+
+
+def fail(message: str, code: int) -> None:
+    print(f"rbm-reco: error: {single_line(message)}", file=sys.stderr)
+    sys.exit(code)
+
+
 def run_main(main: Callable[[Sequence[str] | None], int], argv: Sequence[str] | None) -> None:
     """Run a job's ``main`` and exit: one clear line and a non-zero code for a ``JobError``."""
     try:
         code = main(argv)
     except JobError as exc:
-        print(f"rbm-reco: error: {exc}", file=sys.stderr)
-        sys.exit(exc.exit_code)
+        fail(str(exc), exc.exit_code)
+    except ForeignFolderError as exc:
+        fail(str(exc), UsageError.exit_code)
     except ModelFileError as exc:
-        print(f"rbm-reco: error: bad model file: {exc}", file=sys.stderr)
-        sys.exit(EXIT_MODEL_FILE)
+        fail(f"bad model file: {exc}", EXIT_MODEL_FILE)
     except FloatingPointError as exc:
-        print(f"rbm-reco: error: {exc}", file=sys.stderr)
-        sys.exit(EXIT_DIVERGED)
+        fail(str(exc), EXIT_DIVERGED)
     except KeyboardInterrupt:
         print("rbm-reco: interrupted", file=sys.stderr)
         sys.exit(130)

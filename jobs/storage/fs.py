@@ -1,17 +1,31 @@
 """Files on any Hadoop-compatible file system (local, file://, hdfs://, s3a://), via Spark's JVM.
 
-Paths without a scheme resolve against Hadoop's default file system: the local disk in
-local mode, usually HDFS on a cluster, exactly as ``spark.read`` resolves them.
+One meaning for a path: a path without a scheme resolves against Hadoop's default file system
+(``fs.defaultFS``: the local disk in local mode, usually HDFS on a cluster), exactly as
+``spark.read`` resolves it. The jobs resolve every path they are given once, at their start
+(``qualify`` / ``output_dir``), into a full URI (``file:/...``, ``hdfs://nn/...``); what
+follows (pyarrow reads, model files, checkpoints, locks, exports) sees only those URIs, and
+``is_local`` is true for ``file:`` URIs alone among them.
 """
 
 from __future__ import annotations
 
 import json
 import os
-import shutil
 import tempfile
+import uuid
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
+
+from jobs.common.errors import UsageError
+from jobs.common.paths import output_problem
+from jobs.common.session import hadoop_text
+
+# Schemes whose directory rename is atomic (one metadata operation): a dated export is
+# published by renaming its staging folder there. viewfs is judged by the file system it
+# mounts at the path. Object stores (s3a, gs, abfs, wasb, ...) copy then delete.
+ATOMIC_RENAME_SCHEMES = ("file", "hdfs", "webhdfs", "swebhdfs")
 
 
 def _fs_path(spark, path: str):
@@ -20,20 +34,66 @@ def _fs_path(spark, path: str):
     return hpath.getFileSystem(spark._jsc.hadoopConfiguration()), hpath
 
 
+def qualify(spark, path: str) -> str:
+    """``path`` as a full URI on its file system: a path without a scheme on the default
+    file system, a relative one under its working directory (``/tmp/x`` -> ``file:/tmp/x``
+    in local mode, ``hdfs://nn:8020/tmp/x`` on a cluster)."""
+    if not path.strip():
+        raise UsageError("a path is empty")
+    hfs, hpath = _fs_path(spark, path)
+    return str(hfs.makeQualified(hpath).toString())
+
+
+def output_dir(spark, path: str, what: str = "output folder") -> str:
+    """``qualify(path)`` for a folder a job writes into; a usage error when it is empty or
+    resolves to the root of its file system (every output would land beside the root's
+    own content)."""
+    problem = output_problem(path)
+    qualified = qualify(spark, path) if problem is None else path
+    problem = problem or output_problem(qualified)
+    if problem is not None:
+        raise UsageError(f"{what} {path!r} {problem}; give a folder of its own")
+    return qualified
+
+
 def is_local(path: str) -> bool:
-    """True for plain local paths and file:// URIs."""
+    """True for a path on the local disk: a ``file:`` URI (what ``qualify`` gives for the
+    local file system), or a path without a scheme, which the jobs never pass here (they
+    qualify first) and which code working on local folders alone (tests, benchmarks) uses."""
     return urlparse(path).scheme in ("", "file")
 
 
 def local_path(path: str) -> str:
-    """A local path or file:// URI as a plain local path."""
+    """A local path or file: URI as a plain local path."""
     parsed = urlparse(path)
     return parsed.path if parsed.scheme == "file" else path
+
+
+def scheme_of(spark, path: str) -> str:
+    """The scheme of the file system that stores ``path`` (a viewfs path: the one it mounts)."""
+    hfs, hpath = _fs_path(spark, path)
+    scheme = str(hfs.getUri().getScheme())
+    if scheme != "viewfs":
+        return scheme
+    probe = hfs.makeQualified(hpath)
+    while not hfs.exists(probe) and probe.getParent() is not None:
+        probe = probe.getParent()
+    return str(hfs.resolvePath(probe).toUri().getScheme())
+
+
+def renames_atomically(spark, path: str) -> bool:
+    """Whether renaming a folder under ``path`` is one atomic step (``ATOMIC_RENAME_SCHEMES``)."""
+    return scheme_of(spark, path) in ATOMIC_RENAME_SCHEMES
 
 
 def exists(spark, path: str) -> bool:
     fs, hpath = _fs_path(spark, path)
     return bool(fs.exists(hpath))
+
+
+def is_dir(spark, path: str) -> bool:
+    fs, hpath = _fs_path(spark, path)
+    return bool(fs.exists(hpath) and fs.getFileStatus(hpath).isDirectory())
 
 
 def delete(spark, path: str) -> None:
@@ -48,7 +108,8 @@ def mkdirs(spark, path: str) -> None:
 
 
 def rename(spark, src: str, dst: str) -> None:
-    """Rename ``src`` to ``dst`` (atomic on HDFS and local disks); raise if it did not happen."""
+    """Rename ``src`` to ``dst`` (atomic on HDFS and local disks; a copy then a delete on
+    object stores); raise if it did not happen."""
     fs, hsrc = _fs_path(spark, src)
     _, hdst = _fs_path(spark, dst)
     if not fs.rename(hsrc, hdst):
@@ -63,6 +124,20 @@ def list_names(spark, path: str) -> list[str]:
     return sorted(status.getPath().getName() for status in fs.listStatus(hpath))
 
 
+def file_paths(spark, path: str) -> list[str]:
+    """Every file under the folder ``path``, relative to it (``a/b.json``), sorted; empty when
+    ``path`` does not exist. Checksum side files of Hadoop's local file system are not listed."""
+    fs, hpath = _fs_path(spark, path)
+    if not fs.exists(hpath):
+        return []
+    root = str(fs.makeQualified(hpath).toUri().getPath()).rstrip("/") + "/"
+    files = fs.listFiles(hpath, True)
+    found = []
+    while files.hasNext():
+        found.append(str(files.next().getPath().toUri().getPath())[len(root) :])
+    return sorted(found)
+
+
 def write_text(spark, path: str, text: str) -> None:
     """Write ``text`` (UTF-8) to ``path``, replacing it; the parent folders are created."""
     fs, hpath = _fs_path(spark, path)
@@ -71,6 +146,23 @@ def write_text(spark, path: str, text: str) -> None:
         stream.write(bytearray(text.encode("utf-8")))
     finally:
         stream.close()
+
+
+def write_text_atomic(spark, path: str, text: str) -> None:
+    """Replace the file ``path`` so that a reader sees the old or the new text, never a part:
+    on the local disk a temporary file renamed over it (fsync'd first); elsewhere one create
+    (an object store's single PUT; HDFS's create with overwrite)."""
+    if not is_local(path):
+        write_text(spark, path, text)
+        return
+    target = Path(local_path(path))
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.with_name(f".{target.name}.{uuid.uuid4().hex[:8]}.tmp")
+    with open(tmp, "w", encoding="utf-8") as fh:
+        fh.write(text)
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, target)
 
 
 def create_exclusive(spark, path: str, text: str) -> bool:
@@ -90,13 +182,7 @@ def create_exclusive(spark, path: str, text: str) -> bool:
 
 
 def read_text(spark, path: str) -> str:
-    fs, hpath = _fs_path(spark, path)
-    stream = fs.open(hpath)
-    try:
-        jvm = spark._jvm
-        return jvm.org.apache.commons.io.IOUtils.toString(stream, "UTF-8")
-    finally:
-        stream.close()
+    return hadoop_text(spark._jvm, spark._jsc.hadoopConfiguration(), path)
 
 
 def dumps_json(obj: Any) -> str:
@@ -112,26 +198,52 @@ def read_json(spark, path: str) -> Any:
     return json.loads(read_text(spark, path))
 
 
-def upload_dir(spark, local_dir: str, dest: str) -> None:
-    """Copy a local folder's files to ``dest`` (replacing it); a plain move when dest is local."""
-    if is_local(dest):
-        target = local_path(dest)
-        if os.path.abspath(local_dir) != os.path.abspath(target):
-            shutil.rmtree(target, ignore_errors=True)
-            shutil.copytree(local_dir, target)
-        return
-    delete(spark, dest)
+def parent_of(path: str) -> str:
+    """The folder holding ``path`` (a URI's too: ``hdfs://nn/a/b`` -> ``hdfs://nn/a``)."""
+    return path.rstrip("/").rsplit("/", 1)[0]
+
+
+def swap_in(spark, staged: str, final: str, aside: str) -> bool:
+    """Put the folder ``staged`` in the place of ``final`` by renames: the current ``final``
+    (if any) is renamed to ``aside`` first and deleted after. Atomic for readers where a
+    folder rename is (``renames_atomically``); a kill between the two renames leaves
+    ``final`` missing and ``aside`` whole, which ``restore_aside`` puts back. Returns whether
+    a previous ``final`` was replaced."""
+    replaced = exists(spark, final)
+    if replaced:
+        mkdirs(spark, parent_of(aside))
+        rename(spark, final, aside)
+    rename(spark, staged, final)
+    if replaced:
+        delete(spark, aside)
+    return replaced
+
+
+def restore_aside(spark, final: str, asides: list[str]) -> None:
+    """After a killed ``swap_in``: the folder moved aside goes back when ``final`` is missing;
+    a copy moved aside while ``final`` exists is deleted."""
+    for aside in asides:
+        if not exists(spark, final):
+            rename(spark, aside, final)
+        else:
+            delete(spark, aside)
+
+
+def copy_from_local(spark, local_dir: str | Path, dest: str) -> None:
+    """Copy a local folder to ``dest`` (which must not exist)."""
     fs, hdest = _fs_path(spark, dest)
-    jvm = spark._jvm
-    fs.copyFromLocalFile(False, True, jvm.org.apache.hadoop.fs.Path(local_dir), hdest)
+    source = spark._jvm.org.apache.hadoop.fs.Path(Path(local_dir).resolve().as_uri())
+    fs.copyFromLocalFile(False, False, source, hdest)
 
 
-def download_dir(spark, src: str) -> str:
-    """A local folder holding ``src``'s files: ``src`` itself when local, else a temp copy."""
-    if is_local(src):
-        return local_path(src)
-    tmp = tempfile.mkdtemp(prefix="rbm-reco-")
+def copy_to_local(spark, src: str, local_dir: str | Path) -> Path:
+    """Copy the folder ``src`` into the local folder ``local_dir``; returns the copy's path."""
     fs, hsrc = _fs_path(spark, src)
-    jvm = spark._jvm
-    fs.copyToLocalFile(False, hsrc, jvm.org.apache.hadoop.fs.Path(tmp), True)
-    return os.path.join(tmp, os.path.basename(src.rstrip("/")))
+    target = Path(local_dir) / hsrc.getName()
+    fs.copyToLocalFile(False, hsrc, spark._jvm.org.apache.hadoop.fs.Path(target.as_uri()), True)
+    return target
+
+
+def scratch_dir(prefix: str) -> tempfile.TemporaryDirectory:
+    """A local temporary folder, removed when its ``with`` block ends."""
+    return tempfile.TemporaryDirectory(prefix=f"rbm-reco-{prefix}-")

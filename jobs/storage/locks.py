@@ -1,9 +1,23 @@
-"""One run per (OUT, date): the lock file a run holds while it writes that date's export.
+"""One run per (OUT, date): the lock a run holds while it writes that date's export.
 
 ``OUT/recommendations/_locks/dt=YYYY-MM-DD.lock`` is created atomically (``O_CREAT | O_EXCL``
-on a local disk, Hadoop's ``create(overwrite=false)`` elsewhere) and holds its owner; a second
-run for the same date fails with ``LockHeldError`` (exit 4). A lock left by a killed process
-on this host (its pid is gone) is taken over.
+on a local disk, Hadoop's ``create(overwrite=false)`` elsewhere) and names its owner: a random
+``token``, the ``host``, ``pid`` and ``process`` (boot id / pid namespace / pid / start time),
+``since``, and a lease: ``renewed`` (the owner's clock at its last renewal) and ``lease_s``.
+
+The owner renews the lease every ``lease_s / 3`` seconds from a thread. A run that finds the
+lock held takes it over only when its holder is provably gone (``is_stale``):
+
+- the holder ran on this machine in this pid namespace (same boot id and namespace) and its
+  process is gone (no such pid, or the pid now belongs to a process started later); or
+- its lease expired: ``renewed`` is more than ``lease_s`` seconds old by this machine's clock
+  (clocks must agree to well within the lease).
+
+A host name and a pid prove nothing on their own: containers may share a host name while each
+has its own pids. Otherwise the run fails with ``LockHeldError`` (exit 4) and leaves the lock
+alone. The owner renews and releases the lock only while the file still holds its token, and
+checks that it does right before it publishes (``DateLock.ensure_held``): a run stalled past
+its lease whose lock was taken over stops with exit 4 without publishing.
 """
 
 from __future__ import annotations
@@ -12,10 +26,12 @@ import json
 import logging
 import os
 import socket
+import threading
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 from jobs.common.errors import LockHeldError
@@ -24,19 +40,80 @@ from jobs.storage.layout import join_path
 
 log = logging.getLogger("rbm-reco.export")
 
+DEFAULT_LEASE_S = 120.0  # score.lock_lease_s
+
 
 def lock_path(root: str, dt: str) -> str:
     return join_path(root, "_locks", f"dt={dt}.lock")
 
 
-def _pid_alive(pid: int) -> bool:
+# -- who holds the lock ------------------------------------------------------------------
+
+
+def _read_proc(path: str) -> str | None:
     try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
+        return Path(path).read_text().strip()
+    except OSError:
+        return None
+
+
+def process_identity(pid: int | None = None) -> str | None:
+    """``boot id/pid namespace/pid/start time`` of a process of this machine and pid namespace
+    (this process by default); None where /proc cannot tell (not Linux, or no such pid)."""
+    pid = os.getpid() if pid is None else pid
+    boot = _read_proc("/proc/sys/kernel/random/boot_id")
+    stat = _read_proc(f"/proc/{pid}/stat")
+    try:
+        namespace = os.readlink("/proc/self/ns/pid")
+    except OSError:
+        return None
+    if boot is None or stat is None:
+        return None
+    start = stat.rsplit(")", 1)[1].split()[19]  # field 22 of proc(5): start time in ticks
+    return f"{boot}/{namespace}/{pid}/{start}"
+
+
+def holder_gone(holder: dict[str, Any]) -> bool:
+    """The holder ran in this machine's pid namespace and its process no longer exists."""
+    theirs, mine = holder.get("process"), process_identity()
+    if not (isinstance(theirs, str) and mine and theirs.count("/") == 3):
         return False
-    except PermissionError:
-        return True
-    return True
+    boot, namespace, pid, _ = theirs.split("/")
+    if [boot, namespace] != mine.split("/")[:2] or not pid.isdigit():
+        return False
+    return process_identity(int(pid)) != theirs
+
+
+def lease_expired(holder: dict[str, Any], now: datetime | None = None) -> bool:
+    """The holder's lease was last renewed more than its ``lease_s`` ago (this clock)."""
+    try:
+        renewed = datetime.fromisoformat(str(holder["renewed"]))
+        lease = float(holder["lease_s"])
+    except (KeyError, TypeError, ValueError):
+        return False
+    if renewed.tzinfo is None:
+        return False
+    return (now or datetime.now(UTC)) - renewed > timedelta(seconds=lease)
+
+
+def is_stale(holder: dict[str, Any] | None) -> bool:
+    """A lock that may be taken over: its holder is gone, or its lease expired. An unreadable
+    lock file is never stale: a person should look."""
+    return holder is not None and (holder_gone(holder) or lease_expired(holder))
+
+
+def describe(holder: dict[str, Any] | None) -> str:
+    """The lock holder on one line."""
+    if holder is None:
+        return "holder unknown (lock file unreadable)"
+    return (
+        f"pid {holder.get('pid', '?')} on host {holder.get('host', '?')} since "
+        f"{holder.get('since', '?')}, lease renewed {holder.get('renewed', '?')} for "
+        f"{holder.get('lease_s', '?')} s"
+    )
+
+
+# -- the lock file -----------------------------------------------------------------------
 
 
 def _read_holder(spark, path: str) -> dict[str, Any] | None:
@@ -46,32 +123,6 @@ def _read_holder(spark, path: str) -> dict[str, Any] | None:
     except Exception:  # vanished in between, or garbage
         return None
     return holder if isinstance(holder, dict) else None
-
-
-def _lock_is_stale(spark, path: str) -> bool:
-    """A lock left by a killed process on this host (its pid is gone) may be taken over."""
-    return _is_stale(_read_holder(spark, path))
-
-
-def _is_stale(holder: dict[str, Any] | None) -> bool:
-    if holder is None:  # an unreadable lock file: treat as held, a person should look
-        return False
-    try:
-        pid = int(holder.get("pid", -1))
-    except (TypeError, ValueError):
-        return False
-    return holder.get("host") == socket.gethostname() and pid > 0 and not _pid_alive(pid)
-
-
-def _describe_holder(spark, path: str) -> str:
-    """The lock holder on one line: ``pid 123 on host h since 2024-01-01T00:00:00+00:00``."""
-    holder = _read_holder(spark, path)
-    if holder is None:
-        return "holder unknown (lock file unreadable)"
-    return (
-        f"pid {holder.get('pid', '?')} on host {holder.get('host', '?')} "
-        f"since {holder.get('since', '?')}"
-    )
 
 
 def _local_file(spark, path: str) -> str | None:
@@ -102,66 +153,169 @@ def _create_lock(spark, path: str, text: str) -> bool:
     return True
 
 
-def _take_over(spark, path: str, stale: dict[str, Any], text: str) -> bool:
-    """Replace the stale lock (content ``stale``) with ours; False when another run got there
-    first. The stale file is first renamed to a private name (one run wins that rename), and
-    checked: a fresh lock that another run created meanwhile is put back, not deleted."""
-    grabbed = f"{path}.stale-{uuid.uuid4().hex[:12]}"
+def _grab(spark, path: str) -> str | None:
+    """Rename the lock file to a private name (one run wins that rename); the new name, or
+    None when it was gone."""
+    grabbed = f"{path}.grab-{uuid.uuid4().hex[:12]}"
     local, local_grabbed = _local_file(spark, path), _local_file(spark, grabbed)
     try:
         if local is not None and local_grabbed is not None:
             os.rename(local, local_grabbed)
         else:
             fs.rename(spark, path, grabbed)
-    except Exception:  # gone already: another run removed it (and may hold the lock now)
+    except Exception:  # gone already
+        return None
+    return grabbed
+
+
+def _put_back(spark, grabbed: str, path: str) -> None:
+    """Return a grabbed lock file to its place, never over a newer lock."""
+    local, local_grabbed = _local_file(spark, path), _local_file(spark, grabbed)
+    try:
+        if local is not None and local_grabbed is not None:
+            os.link(local_grabbed, local)  # fails rather than replace a newer lock
+            os.unlink(local_grabbed)
+        else:
+            fs.rename(spark, grabbed, path)
+    except Exception:
+        log.error("could not put back the lock %s (kept as %s)", path, grabbed)
+
+
+def _take_over(spark, path: str, stale: dict[str, Any], text: str) -> bool:
+    """Replace the stale lock (content ``stale``) with ours; False when another run got there
+    first. The grabbed file is checked: a lock renewed or created by another run meanwhile is
+    put back, not deleted."""
+    grabbed = _grab(spark, path)
+    if grabbed is None:  # another run removed it (and may hold the lock now)
         return _create_lock(spark, path, text)
-    if _read_holder(spark, grabbed) != stale:  # a live run's lock, created after our check
-        try:
-            if local is not None and local_grabbed is not None:
-                os.link(local_grabbed, local)  # fails rather than replace a newer lock
-                os.unlink(local_grabbed)
-            else:
-                fs.rename(spark, grabbed, path)
-        except Exception:
-            log.error("could not put back the lock %s (kept as %s)", path, grabbed)
+    if _read_holder(spark, grabbed) != stale:
+        _put_back(spark, grabbed, path)
         return False
     fs.delete(spark, grabbed)
     return _create_lock(spark, path, text)
 
 
-@contextmanager
-def date_lock(spark, root: str, dt: str) -> Iterator[None]:
-    """Hold the lock for (OUT, dt); a second run for the same date fails with LockHeldError."""
-    path = lock_path(root, dt)
-    holder = {
-        "host": socket.gethostname(),
-        "pid": os.getpid(),
-        "since": datetime.now(UTC).isoformat(timespec="seconds"),
-    }
-    text = json.dumps(holder, sort_keys=True) + "\n"
-    if not _create_lock(spark, path, text):
-        stale = _read_holder(spark, path)
-        if stale is not None and _is_stale(stale):
-            log.warning(
-                "taking over the stale lock %s (pid %s on host %s since %s, that process is "
-                "gone)",
-                path,
-                stale.get("pid"),
-                stale.get("host"),
-                stale.get("since"),
-            )
-            if not _take_over(spark, path, stale, text):
-                raise LockHeldError(
-                    f"another run took over the stale lock {path} first "
-                    f"({_describe_holder(spark, path)})"
-                )
-        else:
+class DateLock:
+    """The lock of one (OUT, date) held by this run: ``acquire``, a heartbeat that renews the
+    lease, ``ensure_held`` before publishing, ``release`` (only while it is still ours)."""
+
+    def __init__(self, spark, path: str, dt: str, lease_s: float) -> None:
+        self.spark = spark
+        self.path = path
+        self.dt = dt
+        self.lease_s = float(lease_s)
+        self.token = uuid.uuid4().hex
+        self.since = datetime.now(UTC)
+        self.renewed = self.since
+        self.lost = threading.Event()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def document(self) -> str:
+        holder = {
+            "token": self.token,
+            "host": socket.gethostname(),
+            "pid": os.getpid(),
+            "process": process_identity(),
+            "since": self.since.isoformat(timespec="seconds"),
+            "renewed": self.renewed.isoformat(timespec="milliseconds"),
+            "lease_s": self.lease_s,
+        }
+        return json.dumps(holder, sort_keys=True) + "\n"
+
+    def acquire(self) -> None:
+        if _create_lock(self.spark, self.path, self.document()):
+            return
+        holder = _read_holder(self.spark, self.path)
+        if not is_stale(holder):
             raise LockHeldError(
-                f"another run is writing the export for dt={dt} "
-                f"({_describe_holder(spark, path)}; lock {path}); wait for it to finish, or "
-                "delete the lock file if that run is dead"
+                f"another run is writing the export for dt={self.dt} ({describe(holder)}; "
+                f"lock {self.path}); wait for it to finish: a lock whose lease is not renewed "
+                "is taken over when it expires. Delete the lock file only if it is unreadable "
+                "and that run is dead"
             )
+        log.warning("taking over the stale lock %s (%s): %s", self.path, describe(holder),
+                    "its process is gone" if holder_gone(holder) else "its lease expired")
+        if not _take_over(self.spark, self.path, holder, self.document()):
+            raise LockHeldError(
+                f"another run took over the stale lock {self.path} first "
+                f"({describe(_read_holder(self.spark, self.path))})"
+            )
+
+    def still_held(self) -> bool:
+        """The lock file still holds this run's token (and the lease was kept)."""
+        if self.lost.is_set():
+            return False
+        holder = _read_holder(self.spark, self.path)
+        return holder is not None and holder.get("token") == self.token
+
+    def ensure_held(self) -> None:
+        if not self.still_held():
+            self.lost.set()
+            raise LockHeldError(
+                f"this run lost the lock {self.path} of dt={self.dt}: it was not renewed "
+                f"within its {self.lease_s:g} s lease and another run took it over "
+                f"({describe(_read_holder(self.spark, self.path))}); this run published nothing"
+            )
+
+    def renew(self) -> bool:
+        """Extend the lease if the lock is still ours and its lease has not run out (a run
+        that stalled past it may have been taken over already); False when the lock is lost."""
+        now = datetime.now(UTC)
+        if now - self.renewed > timedelta(seconds=self.lease_s) or not self.still_held():
+            self.lost.set()
+            return False
+        self.renewed = now
+        fs.write_text_atomic(self.spark, self.path, self.document())
+        return True
+
+    def start_heartbeat(self, on_lost: Callable[[], None]) -> None:
+        def beat() -> None:
+            while not self._stop.wait(self.lease_s / 3):
+                try:
+                    renewed = self.renew()
+                except Exception as exc:  # a file system error: try again at the next beat
+                    log.warning("could not renew the lock %s: %s", self.path, exc)
+                    continue
+                if not renewed:
+                    log.error("lost the lock %s: its lease expired", self.path)
+                    on_lost()
+                    return
+
+        self._thread = threading.Thread(target=beat, name="rbm-reco-lock", daemon=True)
+        self._thread.start()
+
+    def release(self) -> None:
+        """Stop renewing; remove the lock file only if it still holds this run's token."""
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join()
+        holder = _read_holder(self.spark, self.path)
+        if holder is None or holder.get("token") != self.token:
+            log.warning("the lock %s is not this run's any more; left to its holder", self.path)
+            return
+        grabbed = _grab(self.spark, self.path)
+        if grabbed is None:
+            return
+        holder = _read_holder(self.spark, grabbed)
+        if holder is not None and holder.get("token") == self.token:
+            fs.delete(self.spark, grabbed)
+        else:
+            log.warning("the lock %s is not this run's any more; left to its holder", self.path)
+            _put_back(self.spark, grabbed, self.path)
+
+
+@contextmanager
+def date_lock(
+    spark, root: str, dt: str, lease_s: float = DEFAULT_LEASE_S,
+    on_lost: Callable[[], None] | None = None,
+) -> Iterator[DateLock]:  # fmt: skip
+    """Hold the lock for (OUT, dt) while the block runs; a second run for the same date fails
+    with ``LockHeldError``. ``on_lost``: called from the heartbeat if the lock is lost."""
+    lock = DateLock(spark, lock_path(root, dt), dt, lease_s)
+    lock.acquire()
+    lock.start_heartbeat(on_lost or (lambda: None))
     try:
-        yield
+        yield lock
     finally:
-        fs.delete(spark, path)
+        lock.release()

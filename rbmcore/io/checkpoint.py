@@ -2,6 +2,8 @@
 
 A checkpoint is a folder with ``state.safetensors`` (model weights, optimiser momentum,
 best-so-far weights) and ``state.json`` (epoch, history, config, SHA-256 of the tensors).
+Loading checks ``state.json``'s keys and types, the checksum and the settings; tensors that do
+not fit the trainer's model are a ``ModelFileError`` too.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ TENSORS = "state.safetensors"
 META = "state.json"
 META_KEYS = ("epochs_done", "best_epoch", "history", "config", "tensors_sha256")
 DONE_MARKER = "phase.done"  # written when a stage's training has finished
+CHECKPOINT_FILES = (TENSORS, META, DONE_MARKER)  # the files of a checkpoint folder (any depth)
 # settings a resumed run may change: they do not change the epochs already trained
 RESUMABLE_CHANGES = ("epochs", "device", "refit")
 
@@ -46,7 +49,7 @@ def save_checkpoint(folder: str | Path, trainer: Any) -> None:
         "tensors_sha256": sha256_file(stage / TENSORS),
     }
     (stage / META).write_text(json.dumps(meta, indent=2, default=str))
-    replace_folder(stage, folder, META)
+    replace_folder(stage, folder, META, CHECKPOINT_FILES, "training checkpoint")
 
 
 def has_checkpoint(folder: str | Path) -> bool:
@@ -81,9 +84,7 @@ def load_checkpoint(folder: str | Path, trainer: Any) -> int:
         meta = json.loads((folder / META).read_text())
     except (OSError, ValueError) as exc:
         raise ModelFileError(f"checkpoint {folder} is unreadable ({META}: {exc})") from exc
-    missing = [k for k in META_KEYS if not isinstance(meta, dict) or k not in meta]
-    if missing:
-        raise ModelFileError(f"checkpoint {folder} is incomplete ({META} lacks {missing})")
+    check_state(meta, folder)
     if not (folder / TENSORS).is_file():
         raise ModelFileError(f"checkpoint {folder} is incomplete (no {TENSORS})")
     if sha256_file(folder / TENSORS) != meta["tensors_sha256"]:
@@ -101,15 +102,41 @@ def load_checkpoint(folder: str | Path, trainer: Any) -> int:
         tensors = load_file(str(folder / TENSORS), device=str(trainer.device))
     except (SafetensorError, OSError) as exc:
         raise ModelFileError(f"checkpoint {folder} is unreadable: {exc}") from exc
-    trainer.model.load_state_dict(_strip(tensors, "model."))
     params = [p for group in trainer.optimizer.param_groups for p in group["params"]]
-    for key, value in _strip(tensors, "momentum.").items():
-        trainer.optimizer.state[params[int(key)]]["momentum_buffer"] = value
+    momentum = _strip(tensors, "momentum.")
     best = _strip(tensors, "best.")
+    state = {k: v.shape for k, v in trainer.model.state_dict().items()}
+    fits = all(k.isdigit() and int(k) < len(params) and momentum[k].shape == params[int(k)].shape
+               for k in momentum) and all(state.get(k) == v.shape for k, v in best.items())
+    try:
+        trainer.model.load_state_dict(_strip(tensors, "model."))
+    except RuntimeError as exc:
+        raise ModelFileError(f"checkpoint {folder} does not fit the model: {exc}") from exc
+    if not fits:
+        raise ModelFileError(f"checkpoint {folder} does not fit the model's parameters")
+    for key, value in momentum.items():
+        trainer.optimizer.state[params[int(key)]]["momentum_buffer"] = value
     trainer.best_state = best or None
     trainer.best_epoch = meta["best_epoch"]
     trainer.history = meta["history"]
     return int(meta["epochs_done"])
+
+
+def check_state(meta: Any, folder: Path) -> None:
+    """``state.json``'s keys (those of ``META_KEYS`` exactly) and the types loading uses."""
+    if not isinstance(meta, dict):
+        raise ModelFileError(f"checkpoint {folder} is unreadable ({META} is not an object)")
+    missing = [k for k in META_KEYS if k not in meta]
+    if missing:
+        raise ModelFileError(f"checkpoint {folder} is incomplete ({META} lacks {missing})")
+    unknown = sorted(set(meta) - set(META_KEYS))
+    if unknown:
+        raise ModelFileError(f"checkpoint {folder} has unknown keys in {META}: {unknown}")
+    counts = [meta["epochs_done"], meta["best_epoch"]]
+    if not all(isinstance(c, int) and not isinstance(c, bool) and c >= 0 for c in counts):
+        raise ModelFileError(f"checkpoint {folder}: epochs_done and best_epoch must be counts")
+    if not isinstance(meta["history"], list) or not isinstance(meta["config"], dict):
+        raise ModelFileError(f"checkpoint {folder}: history must be a list, config an object")
 
 
 def _strip(tensors: dict[str, torch.Tensor], prefix: str) -> dict[str, torch.Tensor]:

@@ -4,16 +4,23 @@
 (fsync), the current folder is moved aside to ``.NAME.old``, the stage renamed into place, the
 parent directory flushed, and the old copy removed. A kill between the two renames leaves only
 ``.NAME.old``; ``recover_folder`` (called before every read) puts it back. Used by the model
-artifact and the training checkpoints alike.
+artifact and the training checkpoints alike. It replaces only a folder of its own kind: one
+whose files all have the names that kind writes (``foreign_files``); anything else is refused
+with ``ForeignFolderError`` and left untouched.
 """
 
 from __future__ import annotations
 
+import fnmatch
 import hashlib
 import os
+import posixpath
 import shutil
 import tempfile
+from collections.abc import Iterable, Sequence
 from pathlib import Path
+
+from rbmcore.errors import ForeignFolderError
 
 
 def sha256_file(path: str | Path) -> str:
@@ -45,15 +52,48 @@ def old_copy(folder: Path) -> Path:
     return folder.with_name(f".{folder.name}.old")
 
 
-def replace_folder(stage: Path, folder: str | Path, marker: str) -> None:
+def foreign_files(paths: Iterable[str], own: Sequence[str]) -> list[str]:
+    """The paths among ``paths`` whose file name matches none of the patterns ``own``
+    (``fnmatch``: ``part-*``, ``state.json``)."""
+    return [p for p in paths if not any(fnmatch.fnmatchcase(posixpath.basename(p), o) for o in own)]
+
+
+def local_files(folder: Path) -> list[str]:
+    """Every file under ``folder``, relative to it, sorted (empty when it does not exist)."""
+    if not folder.is_dir():
+        return [folder.name] if folder.exists() else []
+    return sorted(str(p.relative_to(folder)) for p in folder.rglob("*") if not p.is_dir())
+
+
+def require_own_folder(folder: str | Path, own: Sequence[str], kind: str) -> None:
+    """Raise ``ForeignFolderError`` unless ``folder`` is absent or holds only files named as
+    ``own`` allows (a ``kind``, e.g. "model folder"); nothing is changed either way."""
+    folder = Path(folder)
+    if folder.exists() and not folder.is_dir():
+        raise ForeignFolderError(f"refusing to replace {folder}: it is a file, not a {kind}")
+    foreign = foreign_files(local_files(folder), own)
+    if foreign:
+        more = f" and {len(foreign) - 3} more" if len(foreign) > 3 else ""
+        raise ForeignFolderError(
+            f"refusing to replace {folder}: it is not a {kind} (it holds "
+            f"{', '.join(foreign[:3])}{more}); it is left as it is: move it away or choose "
+            "another path"
+        )
+
+
+def replace_folder(
+    stage: Path, folder: str | Path, marker: str, own: Sequence[str], kind: str
+) -> None:
     """Put the written ``stage`` (from ``new_stage``) in the place of ``folder`` atomically;
-    ``marker``: the file every complete folder of this kind holds."""
+    ``marker``: the file every complete folder of this kind holds; ``own``: the names of the
+    files such a folder holds (a ``folder`` with others is refused: ``require_own_folder``)."""
     folder = Path(folder)
     for file in stage.iterdir():
         fsync_path(file)
     fsync_path(stage)
     old = old_copy(folder)
     recover_folder(folder, marker)
+    require_own_folder(folder, own, kind)
     if folder.exists():
         shutil.rmtree(old, ignore_errors=True)
         os.replace(folder, old)

@@ -89,6 +89,35 @@ HYBRID_PARTS = ("rated", "like")
 AUTO_ITEM_CELLS = 10_000_000
 
 
+# Integer settings that size or seed a run, and their ranges: a value outside is refused, not
+# clipped (a mistyped n_hidden would otherwise allocate without bound).
+SETTING_RANGES: dict[str, tuple[int, int]] = {
+    "n_hidden": (1, 100_000),
+    "epochs": (1, 100_000),
+    "n_models": (1, 1_000),
+    "sub_batches": (1, 100_000),
+    "item_batch": (1, 10_000_000),
+    "patience": (0, 100_000),
+    "seed": (0, 2**31 - 1),
+}
+MAX_LR = 1_000.0
+
+
+def check_ranges(settings: dict[str, Any]) -> None:
+    """``SETTING_RANGES`` and a positive, finite learning rate, for the settings given."""
+    for name, (low, high) in SETTING_RANGES.items():
+        value = settings.get(name)
+        if value is not None and (
+            isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high
+        ):
+            raise ValueError(f"{name} must be an integer within [{low}, {high}], got {value!r}")
+    lr = settings.get("lr")
+    if lr is not None and (
+        isinstance(lr, bool) or not isinstance(lr, int | float) or not 0 < lr <= MAX_LR
+    ):
+        raise ValueError(f"lr must be a number within (0, {MAX_LR:g}], got {lr!r}")
+
+
 @dataclass
 class TrainConfig:
     """Hyperparameters of one training run.
@@ -130,6 +159,7 @@ class TrainConfig:
                     setattr(self, name, _copy(value))
         if self.item_based not in (None, True, False, "auto"):
             raise ValueError(f'item_based must be true, false or "auto", got {self.item_based!r}')
+        check_ranges(asdict(self))
 
     def wants_item_way(self, n_users: int, n_items: int) -> bool:
         """Whether to train an item-based way for ``n_users`` x ``n_items`` training data."""
@@ -186,6 +216,7 @@ def _copy(value: Any) -> Any:
 DEFAULT_EVAL_USERS = 20_000  # users a run validates and reports on (train.eval_users)
 CACHE_MODES = ("auto", "memory", "stream")
 DEFAULT_DISTRIBUTED_TIMEOUT_S = 1800.0  # one collective (or joining the group) waits this long
+MAX_DISTRIBUTED = 4096  # training processes
 
 
 @dataclass(frozen=True)
@@ -205,8 +236,11 @@ class JobSettings:
     eval_users: int = DEFAULT_EVAL_USERS
 
     def __post_init__(self) -> None:
-        if int(self.distributed) < 0:
-            raise ValueError(f"distributed must be >= 0 processes, got {self.distributed}")
+        if not 0 <= int(self.distributed) <= MAX_DISTRIBUTED:
+            raise ValueError(
+                f"distributed must be within [0, {MAX_DISTRIBUTED}] processes, got "
+                f"{self.distributed}"
+            )
         if not float(self.distributed_timeout_s) > 0:
             raise ValueError(
                 f"distributed_timeout_s must be > 0 seconds, got {self.distributed_timeout_s}"

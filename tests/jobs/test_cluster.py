@@ -215,7 +215,7 @@ def submit_pipeline(
     out: Path,
     pyfiles: Path,
     logs: Path,
-    conf: Path = REPO / "conf" / "cluster.toml",
+    conf: str | Path = "cluster",
     train_args: Sequence[str] = (),
     extra_conf: dict[str, str] | None = None,
     timeout: float = 300,
@@ -253,8 +253,11 @@ def dataset(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def test_conf(tmp_path_factory) -> Path:
-    """conf/cluster.toml (no master) with 4 shuffle partitions and no UI, for both runs."""
-    text = (REPO / "conf" / "cluster.toml").read_text()
+    """The packaged cluster config (no master) with 4 shuffle partitions and no UI, for both
+    runs."""
+    from jobs.common.config import packaged_conf
+
+    text = packaged_conf("cluster")
     text = text.replace(
         '"spark.sql.shuffle.partitions" = "200"', '"spark.sql.shuffle.partitions" = "4"'
     ).replace("[spark.conf]\n", '[spark.conf]\n"spark.ui.enabled" = "false"\n', 1)

@@ -1,5 +1,6 @@
-"""Safe model files: the score job refuses a truncated, tampered, mismatched or foreign model
-with exit 5 and publishes nothing; nothing in the code base loads pickles."""
+"""Safe model files: the score job refuses a truncated, tampered, edited, mismatched or foreign
+model with exit 5 and a one-line reason, before it allocates the weights, and publishes
+nothing; nothing in the code base loads pickles."""
 
 from __future__ import annotations
 
@@ -12,9 +13,11 @@ from typing import Any
 import numpy as np
 import pytest
 import torch
+from safetensors.torch import load_file, save_file
 
 from jobs.score import run_score
 from rbmcore.io.artifact import META_FILE, WEIGHTS_FILE, save_model
+from rbmcore.io.folders import sha256_file
 from rbmcore.models.factory import build_model
 from tests.conftest import REPO
 from tests.jobs.support import exit_of, leftovers, one_error_line
@@ -27,8 +30,6 @@ def tamper_truncate(folder: Path) -> None:
 
 def tamper_truncate_and_resign(folder: Path) -> None:
     """Truncated, with model.json's checksum updated to match: the file itself is refused."""
-    from rbmcore.io.folders import sha256_file
-
     tamper_truncate(folder)
     rewrite_meta(folder, weights_sha256=sha256_file(folder / WEIGHTS_FILE))
 
@@ -46,6 +47,25 @@ def rewrite_meta(folder: Path, **changes: Any) -> None:
     (folder / META_FILE).write_text(json.dumps(meta))
 
 
+def edit_hyperparameters(folder: Path, **changes: Any) -> None:
+    meta = json.loads((folder / META_FILE).read_text())
+    rewrite_meta(folder, hyperparameters={**meta["hyperparameters"], **changes})
+
+
+def as_format_1(folder: Path) -> None:
+    """The model as format 1 wrote it: no copy of model.json in the weights' header (so an edit
+    of model.json is caught by checking it against the weights, not against the copy)."""
+    save_file(load_file(str(folder / WEIGHTS_FILE)), str(folder / WEIGHTS_FILE))
+    meta = json.loads((folder / META_FILE).read_text())
+    del meta["rbm_reco_version"]
+    meta.update(format_version=1, weights_sha256=sha256_file(folder / WEIGHTS_FILE))
+    (folder / META_FILE).write_text(json.dumps(meta))
+
+
+def format_1_then(edit) -> Any:
+    return lambda folder: (as_format_1(folder), edit(folder))
+
+
 def other_vocabulary(folder: Path) -> None:
     """A valid model of the same shape trained on other data (other movie ids)."""
     meta = json.loads((folder / META_FILE).read_text())
@@ -58,8 +78,21 @@ BAD_MODELS = {
     "truncated": (tamper_truncate, "checksum mismatch .*truncated or tampered"),
     "truncated-resigned": (tamper_truncate_and_resign, "weights unreadable"),
     "flipped-byte": (tamper_flip_byte, "checksum mismatch .*truncated or tampered"),
-    "wrong-version": (lambda f: rewrite_meta(f, format_version=2), "format version 2 .*retrain"),
-    "wrong-shapes": (lambda f: rewrite_meta(f, shapes={"W": [1, 1]}), "do not match the shapes"),
+    "wrong-version": (lambda f: rewrite_meta(f, format_version=3), "format version 3 .*retrain"),
+    "edited-shapes": (lambda f: rewrite_meta(f, shapes={"W": [1, 1]}),
+                      r"model.json differs from the copy saved with the weights \(shapes\)"),
+    "edited-n-hidden": (lambda f: edit_hyperparameters(f, n_hidden=10**9),
+                        r"differs from the copy saved with the weights \(hyperparameters\)"),
+    "unknown-key": (lambda f: rewrite_meta(f, owner="me"), r"unknown keys \['owner'\]"),
+    "not-json": (lambda f: (f / META_FILE).write_text("{"), "is not valid JSON"),
+    "format-1-wrong-shapes": (format_1_then(lambda f: rewrite_meta(f, shapes={"W": [1, 1]})),
+                              "do not match the shapes"),
+    "format-1-edited-n-hidden": (format_1_then(lambda f: edit_hyperparameters(f, n_hidden=10**9)),
+                                 "do not match the hyperparameters"),
+    "format-1-unknown-hyperparameter": (
+        format_1_then(lambda f: edit_hyperparameters(f, depth=3)), "do not describe a model"),
+    "format-1-huge-n-models": (format_1_then(lambda f: edit_hyperparameters(f, n_models=10**9)),
+                               r"n_models = 1000000000 is outside \[1, 1000\]"),
     "no-model-json": (lambda f: (f / META_FILE).unlink(), "not a model folder"),
     "other-vocabulary": (other_vocabulary, "different item vocabulary"),
 }

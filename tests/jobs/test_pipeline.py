@@ -19,7 +19,6 @@ from jobs.train import run_train
 from rbmcore.io.artifact import load_model
 from rbmcore.io.payload import writable
 from rbmcore.scoring import recommend_csr
-from tests.conftest import REPO
 
 DT = "2026-01-15"
 
@@ -28,7 +27,7 @@ DT = "2026-01-15"
 def u1_run(spark, ml100k_dat, tmp_path_factory):
     """ingest -> train (binary kind, defaults) -> score -> evaluate on u1."""
     out = str(tmp_path_factory.mktemp("u1") / "run")
-    conf = load_conf(str(REPO / "conf" / "local.toml"))
+    conf = load_conf("local")
     conf["train"]["kind"] = "binary"
     run_ingest(spark, conf, str(ml100k_dat / "u1.base.dat"), out,
                test=str(ml100k_dat / "u1.test.dat"), movies=str(ml100k_dat / "movies.dat"))
