@@ -66,7 +66,7 @@ from pyspark import StorageLevel
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
-from jobs.common.args import add_common_arguments, parse_job_args, timed
+from jobs.common.args import add_common_arguments, output_path, parse_job_args, timed
 from jobs.common.config import DEFAULT_CONF, resolve_conf
 from jobs.common.errors import BadInputError, JobError, UsageError, run_main
 from jobs.common.session import get_spark
@@ -104,7 +104,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--movies", help="movies file for titles (movies.dat '::' or u.item '|', latin-1)"
     )
-    parser.add_argument("--out", required=True, help="output root (local path or Hadoop URI)")
+    parser.add_argument(
+        "--out", required=True, type=output_path, help="output root (local path or Hadoop URI)"
+    )
     parser.add_argument(
         "--max-bad-fraction",
         type=float,

@@ -100,7 +100,7 @@ def run_pipeline(spark, conf: dict[str, Any], args: argparse.Namespace) -> dict[
 
 
 def print_summary(summary: dict[str, Any]) -> None:
-    print(f"\nexport:        {summary['export']}")
+    print(f"\nexport:        {fs.shown(summary['export'])}")
     print(f"users scored:  {summary['users_scored']}")
     print(f"rows written:  {summary['rows_written']}")
     print(f"model:         {summary['model_id']} ({summary['kind']})")

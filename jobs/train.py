@@ -111,7 +111,8 @@ def run_train(
                 release_selected=True,
             )
     except FloatingPointError as exc:  # the message names the kept checkpoint
-        raise FloatingPointError(f"{exc}; the model at {model_path} is unchanged") from exc
+        unchanged = f"the model at {fs.shown(model_path)} is unchanged"
+        raise FloatingPointError(f"{exc}; {unchanged}") from exc
     meta = save_artifact(
         spark, trainer, vocab.movie_ids, model_path, trainer.history, n_users, n_ratings, refit
     )

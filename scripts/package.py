@@ -95,7 +95,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"built {path} ({path.stat().st_size // 1024} KiB)")
     print(
         "ship with: spark-submit --py-files "
-        f"{dist / PYFILES_ZIP} jobs/<job>.py ...   (README: dependencies via --archives)"
+        f"{dist / PYFILES_ZIP} jobs/<job>.py ...   (docs/cluster.md: dependencies via --archives)"
     )
     return 0
 

@@ -63,6 +63,11 @@ def is_local(path: str) -> bool:
     return urlparse(path).scheme in ("", "file")
 
 
+def shown(path: str) -> str:
+    """A path for a message: a local ``file:`` URI as the plain path, any other as it is."""
+    return local_path(path) if urlparse(path).scheme == "file" else path
+
+
 def local_path(path: str) -> str:
     """A local path or file: URI as a plain local path."""
     parsed = urlparse(path)

@@ -109,7 +109,7 @@ def save_artifact(
     log.info(
         "model %s saved to %s (best epoch %d%s)",
         meta["model_id"],
-        model_path,
+        fs.shown(model_path),
         trainer.best_epoch,
         ", retrained on all ratings" if refit is not None else "",
     )

@@ -132,11 +132,15 @@ def check_state(meta: Any, folder: Path) -> None:
     unknown = sorted(set(meta) - set(META_KEYS))
     if unknown:
         raise ModelFileError(f"checkpoint {folder} has unknown keys in {META}: {unknown}")
-    counts = [meta["epochs_done"], meta["best_epoch"]]
-    if not all(isinstance(c, int) and not isinstance(c, bool) and c >= 0 for c in counts):
-        raise ModelFileError(f"checkpoint {folder}: epochs_done and best_epoch must be counts")
+    done, best = meta["epochs_done"], meta["best_epoch"]
+    if not (_is_int(done) and done >= 0 and (best is None or _is_int(best) and best >= -1)):
+        raise ModelFileError(f"checkpoint {folder}: epochs_done and best_epoch must be epochs")
     if not isinstance(meta["history"], list) or not isinstance(meta["config"], dict):
         raise ModelFileError(f"checkpoint {folder}: history must be a list, config an object")
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
 
 
 def _strip(tensors: dict[str, torch.Tensor], prefix: str) -> dict[str, torch.Tensor]:

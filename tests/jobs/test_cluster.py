@@ -156,16 +156,18 @@ class StandaloneCluster:
 
 def spark_submit(
     master: str,
-    job: str,
+    job: str | Path,
     args: Sequence[str],
     pyfiles: Path,
     log_path: Path,
     extra_conf: dict[str, str] | None = None,
     timeout: float = 300,
     memory: str = "1g",
+    env: dict[str, str] | None = None,
 ) -> float:
-    """``spark-submit`` jobs/JOB.py in client mode; returns the wall seconds, raises on failure
-    with the end of the job's log."""
+    """``spark-submit`` jobs/JOB.py (or the script ``job``) in client mode, with ``env`` added
+    to its environment; returns the wall seconds, raises on failure with the end of the job's
+    log."""
     confs = {
         "spark.pyspark.python": sys.executable,
         "spark.pyspark.driver.python": sys.executable,
@@ -182,14 +184,15 @@ def spark_submit(
         "--executor-memory", memory,
         "--py-files", str(pyfiles),
         *[x for key, value in confs.items() for x in ("--conf", f"{key}={value}")],
-        str(REPO / "jobs" / f"{job}.py"),
+        str(job if isinstance(job, Path) else REPO / "jobs" / f"{job}.py"),
         *args,
     ]  # fmt: skip
     start = time.perf_counter()
     with log_path.open("wb") as log:
         try:
             done = subprocess.run(
-                cmd, stdout=log, stderr=subprocess.STDOUT, env=spark_env(), cwd=REPO,
+                cmd, stdout=log, stderr=subprocess.STDOUT, env={**spark_env(), **(env or {})},
+                cwd=REPO,
                 timeout=timeout,
             )  # fmt: skip
         except subprocess.TimeoutExpired:
@@ -320,6 +323,33 @@ def test_every_job_ran_on_the_cluster(cluster, cluster_run):
     assert (cluster_run / "recommendations" / f"dt={DT}" / "_SUCCESS").exists()
     metrics = json.loads((cluster_run / "metrics.json").read_text())
     assert metrics["test_users"] > 250
+
+
+@pytest.mark.cluster
+def test_spark_submit_settings_win_over_the_toml(cluster, pyfiles, test_conf, tmp_path):
+    """The TOML (the cluster config: spark.task.cpus = 1, 4 shuffle partitions, UTC, dynamic
+    partition overwrite) only fills what the launch left unset: spark-submit's --conf
+    spark.task.cpus=2 gives every task 2 cores and --conf's 3 shuffle partitions stay;
+    spark-defaults.conf's time zone stays; the TOML's partitionOverwriteMode fills the gap."""
+    conf_dir = tmp_path / "spark-conf"
+    conf_dir.mkdir()
+    (conf_dir / "spark-defaults.conf").write_text(
+        "spark.sql.session.timeZone  America/New_York\n"
+    )
+    out = tmp_path / "settings.json"
+    spark_submit(
+        cluster.url, REPO / "tests" / "jobs" / "spark_settings_probe.py",
+        [str(test_conf), str(out)], pyfiles, tmp_path / "probe.log",
+        extra_conf={"spark.task.cpus": "2", "spark.sql.shuffle.partitions": "3"},
+        env={"SPARK_CONF_DIR": str(conf_dir)},
+    )  # fmt: skip
+    assert json.loads(out.read_text()) == {
+        "spark.task.cpus": "2",
+        "cpus of a task": 2,
+        "spark.sql.shuffle.partitions": "3",
+        "spark.sql.session.timeZone": "America/New_York",
+        "spark.sql.sources.partitionOverwriteMode": "dynamic",
+    }
 
 
 @pytest.mark.cluster
