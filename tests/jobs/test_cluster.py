@@ -326,6 +326,19 @@ def test_every_job_ran_on_the_cluster(cluster, cluster_run):
 
 
 @pytest.mark.cluster
+def test_outputs_record_the_rbm_reco_version(cluster_run, local_run):
+    """model.json and the manifest (both runs), run_summary.json (``rbm-reco run``)."""
+    from rbmcore import __version__
+
+    for out in (cluster_run, local_run):
+        published = out / "recommendations" / f"dt={DT}"
+        for record in (out / "model" / "model.json", published / "_manifest.json"):
+            assert json.loads(record.read_text())["rbm_reco_version"] == __version__, record
+    summary = json.loads((local_run / "run_summary.json").read_text())
+    assert summary["rbm_reco_version"] == __version__
+
+
+@pytest.mark.cluster
 def test_spark_submit_settings_win_over_the_toml(cluster, pyfiles, test_conf, tmp_path):
     """The TOML (the cluster config: spark.task.cpus = 1, 4 shuffle partitions, UTC, dynamic
     partition overwrite) only fills what the launch left unset: spark-submit's --conf

@@ -1,5 +1,5 @@
-"""The operations documentation against the code: every exit code with its meaning, and where
-each output of a run lives under OUT."""
+"""The operations documentation against the code: every exit code with its meaning, where each
+output of a run lives under OUT, and every test its guarantees cite exists."""
 
 from __future__ import annotations
 
@@ -59,3 +59,19 @@ def test_operations_section_matches_the_exit_codes_and_layout():
     ):
         assert f"`{path}" in text, path
     assert f"`{MANIFEST}`" in text and f"`{MARKER}`" in text
+
+
+def guarantee_tests(text: str) -> list[str]:
+    """The ``tests/...py::test_name`` references of the Guarantees section."""
+    match = re.search(r"^## Guarantees\n(.*?)(?=^## |\Z)", text, re.M | re.S)
+    assert match, "docs/operations.md has no ## Guarantees section"
+    return re.findall(r"`(tests/[\w/]+\.py::\w+)`", match.group(1))
+
+
+def test_every_guarantee_cites_a_test_that_exists():
+    cited = guarantee_tests((REPO / "docs" / "operations.md").read_text())
+    assert len(cited) >= 20
+    for reference in cited:
+        path, name = reference.split("::")
+        source = (REPO / path).read_text()
+        assert re.search(rf"^def {name}\(", source, re.M), reference
