@@ -17,6 +17,7 @@ import torch
 from jobs.common.errors import run_main
 from jobs.storage.locks import lock_path
 from jobs.train import train_settings
+from rbmcore.io.checkpoint import save_checkpoint
 from rbmcore.models.factory import build_model
 from rbmcore.training.trainer import Trainer
 
@@ -109,3 +110,19 @@ def make_trainer(n_items: int, conf: dict[str, Any]) -> Trainer:
     model = build_model(config.kind, n_items, config.n_hidden,
                         torch.Generator().manual_seed(config.seed))  # fmt: skip
     return Trainer(model, config, torch.device("cpu"))
+
+
+class Killed(BaseException):
+    """Stands in for SIGKILL right after a checkpoint was written (nothing catches it)."""
+
+
+def killed_after_epoch(epoch: int, folder: str | None = None) -> Callable[[Any, Any], None]:
+    """``save_checkpoint`` that raises ``Killed`` once it has written epoch ``epoch`` (into
+    ``folder`` when given); patch it into ``rbmcore.training.trainer``."""
+
+    def save_then_die(into, trainer) -> None:
+        save_checkpoint(into, trainer)
+        if trainer.history[-1]["epoch"] == epoch and (folder is None or str(into) == folder):
+            raise Killed
+
+    return save_then_die

@@ -36,9 +36,15 @@ from jobs.train import run_train
 from jobs.training.model_files import checkpoint_dir
 from rbmcore.data.synthetic import GeneratorSpec, write_dataset
 from rbmcore.io.checkpoint import META as CKPT_META
-from rbmcore.io.checkpoint import save_checkpoint
 from tests.faults.no_folder_rename import INJECTED, refusing_folder_renames
-from tests.jobs.support import CONF_TOML, DT, exit_of, one_error_line
+from tests.jobs.support import (
+    CONF_TOML,
+    DT,
+    Killed,
+    exit_of,
+    killed_after_epoch,
+    one_error_line,
+)
 
 SCHEME, BUCKET = "objstore", "bucket"
 MOUNT_KEYS = {
@@ -136,15 +142,7 @@ def test_training_resumes_with_out_on_another_scheme(spark, objstore, remote, mo
     assert ckpt.parent.name == "rbm-reco-checkpoints"
     before = temp_leftovers()
 
-    class Killed(BaseException):
-        pass
-
-    def save_then_die(folder, trainer):
-        save_checkpoint(folder, trainer)
-        if trainer.history[-1]["epoch"] == 2:
-            raise Killed
-
-    monkeypatch.setattr("rbmcore.training.trainer.save_checkpoint", save_then_die)
+    monkeypatch.setattr("rbmcore.training.trainer.save_checkpoint", killed_after_epoch(2))
     with pytest.raises(Killed):
         run_train(spark, conf, out_uri, model)
     monkeypatch.undo()
@@ -172,10 +170,6 @@ def test_auto_commit_is_refused_where_a_folder_rename_copies(spark, objstore, re
 def test_conf_is_read_from_a_hadoop_uri(spark, objstore):
     (objstore / "job.toml").write_text("[score]\ntop_k = 3\n")
     assert load_conf(f"{SCHEME}://{BUCKET}/job.toml")["score"]["top_k"] == 3
-
-
-class Killed(BaseException):
-    """Stands in for SIGKILL at a chosen step of a publish (nothing catches it)."""
 
 
 def rows_via_manifest(spark, root: Path, dt: str) -> tuple[str, int]:

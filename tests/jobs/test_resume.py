@@ -22,11 +22,14 @@ from rbmcore.io.artifact import WEIGHTS_FILE
 from rbmcore.io.checkpoint import META as CKPT_META
 from rbmcore.io.checkpoint import TENSORS as CKPT_TENSORS
 from rbmcore.io.checkpoint import has_checkpoint, load_checkpoint, save_checkpoint
-from tests.jobs.support import CONF_TOML, exit_of, make_trainer, one_error_line
-
-
-class Killed(BaseException):
-    """Stands in for SIGKILL right after a checkpoint was written (nothing catches it)."""
+from tests.jobs.support import (
+    CONF_TOML,
+    Killed,
+    exit_of,
+    killed_after_epoch,
+    make_trainer,
+    one_error_line,
+)
 
 
 def tensors_of(model_dir: Path) -> dict[str, torch.Tensor]:
@@ -41,14 +44,7 @@ def test_resume_after_kill_matches_uninterrupted_run(spark, run, monkeypatch):
     assert not Path(checkpoint_dir(str(full))).exists()  # removed after success
     assert not Path(refit_dir(checkpoint_dir(str(full)))).exists()
 
-    real_save = save_checkpoint
-
-    def save_then_die(folder, trainer):
-        real_save(folder, trainer)
-        if trainer.history[-1]["epoch"] == 2:
-            raise Killed
-
-    monkeypatch.setattr("rbmcore.training.trainer.save_checkpoint", save_then_die)
+    monkeypatch.setattr("rbmcore.training.trainer.save_checkpoint", killed_after_epoch(2))
     with pytest.raises(Killed):
         run_train(spark, conf, str(run.out), str(resumed))
     monkeypatch.undo()
@@ -94,14 +90,9 @@ def test_resume_of_a_killed_refit_matches_uninterrupted_run(spark, run, monkeypa
     full_meta = run_train(spark, conf, str(run.out), str(full))
     assert full_meta["training"]["refit"]["settings"]["epochs"] >= 2
     ckpt = Path(checkpoint_dir(str(resumed)))
-    real_save = save_checkpoint
-
-    def die_in_refit(folder, trainer):
-        real_save(folder, trainer)
-        if str(folder) == refit_dir(str(ckpt)) and trainer.history[-1]["epoch"] == 1:
-            raise Killed
-
-    monkeypatch.setattr("rbmcore.training.trainer.save_checkpoint", die_in_refit)
+    monkeypatch.setattr(
+        "rbmcore.training.trainer.save_checkpoint", killed_after_epoch(1, refit_dir(str(ckpt)))
+    )
     with pytest.raises(Killed):
         run_train(spark, conf, str(run.out), str(resumed))
     monkeypatch.undo()
