@@ -5,11 +5,11 @@
 #   deploy/yarn-submit.sh --pack-env run --ratings hdfs:///data/ratings.dat \
 #       --out hdfs:///reco/ml10m --dt 2026-11-27
 #
-# Always builds DIST/rbm_reco_pyfiles.zip (our code and configs, --py-files) and the wheel.
+# Always builds DIST/rbm_reco_pyfiles.zip (our code and configs, --py-files).
 # The executors' Python environment is the archive ENV_ARCHIVE (shipped with --archives as
-# ./environment): --pack-env builds it here (a fresh venv with the wheel installed, packed with
-# venv-pack: slow, torch is large); or give ENV_ARCHIVE=hdfs:///apps/rbm_reco_env.tar.gz, one
-# packed and uploaded before. --dry-run prints the spark-submit command instead of running it.
+# ./environment): --pack-env builds it here (the wheel, then a fresh venv with it installed,
+# packed with venv-pack: slow, torch is large); or give
+# ENV_ARCHIVE=hdfs:///apps/rbm_reco_env.tar.gz, one packed and uploaded before. --dry-run prints the spark-submit command instead of running it.
 # Environment: PYTHON (default .venv/bin/python; in client mode also the driver's Python),
 # DIST (default dist), DEPLOY_MODE (client or cluster; default client), SPARK_SUBMIT (default
 # spark-submit), PIP_EXTRA_INDEX_URL (e.g. https://download.pytorch.org/whl/cpu for torch's
@@ -38,7 +38,11 @@ DIST=${DIST:-dist}
 DEPLOY_MODE=${DEPLOY_MODE:-client}
 ENV_ARCHIVE=${ENV_ARCHIVE:-$DIST/rbm_reco_env.tar.gz}
 
-"$PYTHON" scripts/package.py --dist "$DIST"
+if [[ $pack_env == 1 ]]; then
+    "$PYTHON" scripts/package.py --dist "$DIST"  # the zip and the wheel the venv installs
+else
+    "$PYTHON" scripts/package.py --dist "$DIST" --no-wheel
+fi
 if [[ $pack_env == 1 ]]; then
     wheel=$(ls "$DIST"/rbm_reco-*-py3-none-any.whl)
     rm -rf "$DIST/env"
