@@ -170,19 +170,24 @@ def write_text_atomic(spark, path: str, text: str) -> None:
     os.replace(tmp, target)
 
 
+EXISTS_ERRORS = ("FileAlreadyExists", "already exists", "PreconditionFailed")
+
+
 def create_exclusive(spark, path: str, text: str) -> bool:
-    """Create ``path`` with ``text`` only if it does not exist; False when it already does."""
+    """Create ``path`` with ``text`` only if it does not exist; False when it already does
+    (a store with conditional writes, e.g. S3A with ``fs.s3a.performance.flags`` = create,
+    reports that when the file is closed)."""
     fs, hpath = _fs_path(spark, path)
     try:
         stream = fs.create(hpath, False)
+        try:
+            stream.write(bytearray(text.encode("utf-8")))
+        finally:
+            stream.close()
     except Exception as exc:  # py4j wraps FileAlreadyExistsException
-        if "FileAlreadyExists" in str(exc) or "already exists" in str(exc):
+        if any(marker in str(exc) for marker in EXISTS_ERRORS):
             return False
         raise
-    try:
-        stream.write(bytearray(text.encode("utf-8")))
-    finally:
-        stream.close()
     return True
 
 

@@ -38,8 +38,8 @@ def published(run: Run) -> dict[str, dict[str, bytes]]:
 
 
 def foreign_folder(path: Path) -> Path:
-    """A folder of someone else's files where an output goes."""
-    path.mkdir(parents=True)
+    """Someone else's files in the folder where an output goes (with what is there already)."""
+    path.mkdir(parents=True, exist_ok=True)
     (path / "ratings.csv").write_text("user,movie\n1,2\n")
     (path / "notes.txt").write_text("not rbm-reco's\n")
     return path
