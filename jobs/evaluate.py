@@ -5,8 +5,10 @@
 
 Ranking metrics (P/R/nDCG/MAP@k; relevant = any test rating, and = rating >= 4) come from the
 published export of that date; like error, AUC and (for rating models) RMSE/MAE come from
-per-pair predictions, computed on Spark with the same ``rbmcore`` function the trainer uses.
-Writes OUT/metrics.json, OUT/predictions/ (Parquet) and OUT/report.md.
+per-pair predictions, made on Spark with the same ``rbmcore`` function the trainer uses. The
+metrics are computed on the executors (``jobs.evaluation.metrics``): nothing is collected to
+the driver but one row per partition. Writes OUT/metrics.json, OUT/predictions/ (Parquet) and
+OUT/report.md.
 """
 
 from __future__ import annotations
@@ -16,8 +18,6 @@ import logging
 from collections.abc import Sequence
 from datetime import date
 from typing import Any
-
-import pandas as pd
 
 from jobs.common.args import (
     add_common_arguments,
@@ -29,6 +29,7 @@ from jobs.common.args import (
 from jobs.common.config import resolve_conf
 from jobs.common.errors import BadInputError, run_main
 from jobs.common.session import get_spark
+from jobs.evaluation.metrics import like_and_rating_block, ranking_block
 from jobs.ingestion.readback import load_vocabulary, require
 from jobs.report import LOSS_PLOT, metrics_markdown
 from jobs.scoring.workers import broadcast_payload, make_predictor
@@ -37,33 +38,11 @@ from jobs.storage.export import PARQUET_OUTPUT, data_path, is_complete
 from jobs.storage.fs import dumps_json
 from jobs.storage.kinds import FolderKind, require_kind
 from jobs.storage.layout import join_path
-from rbmcore import metrics
 
 log = logging.getLogger("rbm-reco.evaluate")
 
 PREDICTION_SCHEMA = "user_id int, movie_id int, rating int, p_like float, pred_rating float"
 PREDICTIONS = FolderKind("predictions folder", PARQUET_OUTPUT)
-
-
-def ranking_block(recs: pd.DataFrame, rel: pd.DataFrame, k: int) -> dict[str, float]:
-    return metrics.ranking_metrics(
-        recs["user_id"].to_numpy(),
-        recs["movie_id"].to_numpy(),
-        recs["rank"].to_numpy(),
-        rel["user_id"].to_numpy(),
-        rel["movie_id"].to_numpy(),
-        k=k,
-    )
-
-
-def rating_block(pred: pd.DataFrame) -> dict[str, float]:
-    """``metrics.like_and_rating_metrics`` of the per-pair predictions."""
-    return metrics.like_and_rating_metrics(
-        pred["user_id"].to_numpy(),
-        pred["rating"].to_numpy(),
-        pred["p_like"].to_numpy(),
-        pred["pred_rating"].to_numpy(),
-    )
 
 
 def run_evaluate(
@@ -94,22 +73,20 @@ def run_evaluate(
     predictions.write.mode("overwrite").parquet(layout.predictions(out))
     broadcast.unpersist()
 
-    pred = spark.read.parquet(layout.predictions(out)).toPandas()
-    recs = (
-        spark.read.parquet(data_path(spark, root, dt))
-        .select("user_id", "rank", "movie_id")
-        .toPandas()
-    )
+    pred = spark.read.parquet(layout.predictions(out))
+    recs = spark.read.parquet(data_path(spark, root, dt))
+    tasks = 2 * max(1, spark.sparkContext.defaultParallelism)
+    rating = like_and_rating_block(pred, tasks)
     result: dict[str, Any] = {
         "dt": dt,
         "k": k,
         "model_id": loaded.meta["model_id"],
         "kind": loaded.meta["kind"],
-        "test_users": int(pred["user_id"].nunique()),
-        "test_pairs": len(pred),
-        "ranking": ranking_block(recs, pred, k),
-        "ranking_relevant_ge4": ranking_block(recs, pred[pred["rating"] >= 4], k),
-        "rating": rating_block(pred),
+        "test_users": rating.pop("users"),
+        "test_pairs": rating.pop("pairs"),
+        "ranking": ranking_block(recs, pred, k, tasks),
+        "ranking_relevant_ge4": ranking_block(recs, pred.where(F.col("rating") >= 4), k, tasks),
+        "rating": rating,
     }
     summary_path = layout.ingest_summary(out)
     if fs.exists(spark, summary_path):

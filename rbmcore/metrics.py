@@ -11,14 +11,21 @@ import numpy as np
 from rbmcore.data.csr import LIKE_THRESHOLD
 
 __all__ = [
+    "RANKING_METRICS",
     "auc",
     "like_error",
     "like_from_rating",
     "like_and_rating_metrics",
+    "like_and_rating_sums",
+    "like_and_rating_of_sums",
     "mae",
     "ranking_metrics",
+    "ranking_of_sums",
+    "ranking_sums",
     "rmse",
 ]
+
+RANKING_METRICS = ("precision", "recall", "ndcg", "map")
 
 
 def _pair_keys(
@@ -81,6 +88,20 @@ def ranking_metrics(
         relevant item. Such users without recommendations score 0; recommendations of
         users without relevant items are ignored. Metrics are nan when ``n_users == 0``.
     """
+    return ranking_of_sums(ranking_sums(rec_users, rec_items, rec_ranks, rel_users, rel_items, k))
+
+
+def ranking_sums(
+    rec_users: np.ndarray,
+    rec_items: np.ndarray,
+    rec_ranks: np.ndarray,
+    rel_users: np.ndarray,
+    rel_items: np.ndarray,
+    k: int = 10,
+) -> dict[str, float]:
+    """``ranking_metrics`` before the average over users: per metric of ``RANKING_METRICS``
+    the sum of the users' values, and ``n_users``. Additive over disjoint sets of users (the
+    evaluate job adds its partitions' sums); same arguments as ``ranking_metrics``."""
     if k < 1:
         raise ValueError(f"k must be >= 1, got {k}")
     rec_users, rec_items, rec_ranks, rel_users, rel_items = _checked_pairs(
@@ -93,13 +114,21 @@ def ranking_metrics(
     rel_keys, first = np.unique(rel_keys, return_index=True)
     eval_users, n_rel = np.unique(rel_users[first], return_counts=True)
     if len(eval_users) == 0:
-        nan = float("nan")
-        return {"precision": nan, "recall": nan, "ndcg": nan, "map": nan, "n_users": 0}
+        return {**dict.fromkeys(RANKING_METRICS, 0.0), "n_users": 0}
 
     # Recommended pairs that are relevant (this also drops users without relevant items).
     hit = _is_member(rec_keys, rel_keys)
     hit_user_index = np.searchsorted(eval_users, rec_users[hit])
-    return _averaged_over_users(hit_user_index, rec_ranks[hit].astype(np.int64), n_rel, k)
+    return _summed_over_users(hit_user_index, rec_ranks[hit].astype(np.int64), n_rel, k)
+
+
+def ranking_of_sums(sums: dict[str, float]) -> dict[str, float]:
+    """The averages of ``ranking_sums``' output (or of several added): each metric over
+    ``n_users``; nan when ``n_users == 0``."""
+    n_users = int(sums["n_users"])
+    if n_users == 0:
+        return {**dict.fromkeys(RANKING_METRICS, float("nan")), "n_users": 0}
+    return {**{m: float(sums[m] / n_users) for m in RANKING_METRICS}, "n_users": n_users}
 
 
 def _checked_pairs(
@@ -144,10 +173,10 @@ def _average_precision_sums(
     return np.bincount(s_uidx, weights=cum_hits / s_ranks, minlength=n_users)
 
 
-def _averaged_over_users(
+def _summed_over_users(
     hit_user_index: np.ndarray, hit_ranks: np.ndarray, n_rel: np.ndarray, k: int
 ) -> dict[str, float]:
-    """Precision, recall, nDCG and MAP at ``k`` averaged over the users that have relevant
+    """Precision, recall, nDCG and MAP at ``k`` summed over the users that have relevant
     items (``n_rel[u]`` of them), from the users' index and rank of every hit."""
     n_users = len(n_rel)
     n_hits = np.bincount(hit_user_index, minlength=n_users).astype(np.float64)
@@ -157,10 +186,10 @@ def _averaged_over_users(
     ideal = np.concatenate([[0.0], np.cumsum(1.0 / np.log2(np.arange(2, k + 2)))])
     idcg = ideal[denom]
     return {
-        "precision": float(np.mean(n_hits / k)),
-        "recall": float(np.mean(n_hits / n_rel)),
-        "ndcg": float(np.mean(dcg / idcg)),
-        "map": float(np.mean(ap_sum / denom)),
+        "precision": float(np.sum(n_hits / k)),
+        "recall": float(np.sum(n_hits / n_rel)),
+        "ndcg": float(np.sum(dcg / idcg)),
+        "map": float(np.sum(ap_sum / denom)),
         "n_users": int(n_users),
     }
 
@@ -183,17 +212,22 @@ def like_error(users: np.ndarray, like_true: np.ndarray, p_like: np.ndarray) -> 
     float
         ``mean_u mean_{i in u} |1[p_like >= 0.5] - like_true|``; nan for no pairs.
     """
+    per_user = _like_error_per_user(users, like_true, p_like)
+    return float(per_user.mean()) if len(per_user) else float("nan")
+
+
+def _like_error_per_user(
+    users: np.ndarray, like_true: np.ndarray, p_like: np.ndarray
+) -> np.ndarray:
+    """(n_users,) each user's mean of |1[p_like >= 0.5] - like_true| (``like_error``)."""
     users = np.asarray(users).ravel()
     like_true = np.asarray(like_true).ravel()
     p_like = np.asarray(p_like).ravel()
     if not (len(users) == len(like_true) == len(p_like)):
         raise ValueError("users, like_true and p_like must have the same length")
-    if len(users) == 0:
-        return float("nan")
     err = np.abs((p_like >= 0.5).astype(np.float64) - like_true.astype(np.float64))
     _, inv, counts = np.unique(users, return_inverse=True, return_counts=True)
-    per_user = np.bincount(inv, weights=err) / counts
-    return float(per_user.mean())
+    return np.bincount(inv, weights=err) / counts
 
 
 def auc(y_true: np.ndarray, scores: np.ndarray) -> float:
@@ -257,16 +291,51 @@ def like_and_rating_metrics(
     log-likelihood of the likes, p clipped to [1e-7, 1 - 1e-7]), ``like_error`` and ``auc``
     from ``p_like``; ``rmse`` and ``mae`` from ``pred_rating`` when it is given and has no NaN
     (a model without a rating scale). Empty for no pairs."""
-    out: dict[str, float] = {}
-    if len(ratings) == 0:
-        return out
-    like = like_from_rating(ratings)
+    out = like_and_rating_of_sums(like_and_rating_sums(users, ratings, p_like, pred_rating))
+    if p_like is not None and len(ratings):
+        out = {**out, "auc": auc(like_from_rating(ratings), p_like)}
+        out = {name: out[name] for name in LIKE_AND_RATING_METRICS if name in out}
+    return out
+
+
+LIKE_AND_RATING_METRICS = ("like_nll", "like_error", "auc", "rmse", "mae")
+
+
+def like_and_rating_sums(
+    users: np.ndarray,
+    ratings: np.ndarray,
+    p_like: np.ndarray | None,
+    pred_rating: np.ndarray | None = None,
+) -> dict[str, float]:
+    """``like_and_rating_metrics`` but AUC before the averages, additive over disjoint sets of
+    users (each user's pairs all in one set): ``pairs``, ``users``, and the sums over the pairs
+    of ``like_nll``, over the users of their mean like error (``like_error``), over the pairs
+    of the squared and absolute rating errors (``squared_error``, ``absolute_error``, only
+    with a rating scale: ``pred_rating`` given without NaN)."""
+    users = np.asarray(users).ravel()
+    sums: dict[str, float] = {"pairs": len(users), "users": len(np.unique(users))}
+    if len(users) == 0:
+        return sums
     if p_like is not None:
-        p = np.clip(p_like, 1e-7, 1 - 1e-7)
-        out["like_nll"] = float(-np.mean(like * np.log(p) + (1 - like) * np.log(1 - p)))
-        out["like_error"] = like_error(users, like, p_like)
-        out["auc"] = auc(like, p_like)
+        like = like_from_rating(ratings).astype(np.float64)
+        p = np.clip(np.asarray(p_like, dtype=np.float64), 1e-7, 1 - 1e-7)
+        sums["like_nll"] = float(-np.sum(like * np.log(p) + (1 - like) * np.log(1 - p)))
+        sums["like_error"] = float(_like_error_per_user(users, like, p_like).sum())
     if pred_rating is not None and not np.isnan(pred_rating).any():
-        out["rmse"] = rmse(ratings, pred_rating)
-        out["mae"] = mae(ratings, pred_rating)
+        d = np.asarray(ratings, dtype=np.float64) - np.asarray(pred_rating, dtype=np.float64)
+        sums["squared_error"] = float(np.sum(d * d))
+        sums["absolute_error"] = float(np.sum(np.abs(d)))
+    return sums
+
+
+def like_and_rating_of_sums(sums: dict[str, float]) -> dict[str, float]:
+    """The averages of ``like_and_rating_sums``' output (or of several added; no AUC)."""
+    pairs, users = sums["pairs"], sums["users"]
+    out: dict[str, float] = {}
+    if "like_nll" in sums and pairs:
+        out["like_nll"] = float(sums["like_nll"] / pairs)
+        out["like_error"] = float(sums["like_error"] / users)
+    if "squared_error" in sums and pairs:
+        out["rmse"] = float(np.sqrt(sums["squared_error"] / pairs))
+        out["mae"] = float(sums["absolute_error"] / pairs)
     return out
