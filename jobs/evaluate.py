@@ -6,7 +6,8 @@
 Ranking metrics (P/R/nDCG/MAP@k; relevant = any test rating, and = rating >= 4) come from the
 published export of that date; like error, AUC and (for rating models) RMSE/MAE come from
 per-pair predictions, computed on Spark with the same ``rbmcore`` function the trainer uses.
-Writes OUT/metrics.json, OUT/predictions/ (Parquet) and OUT/report.md.
+Ratings are on the data's scale (half stars: 0.5..5.0); implicit data (no ratings) have the
+ranking metrics only. Writes OUT/metrics.json, OUT/predictions/ (Parquet) and OUT/report.md.
 """
 
 from __future__ import annotations
@@ -32,11 +33,12 @@ from jobs.storage.export import is_complete
 from jobs.storage.fs import dumps_json
 from jobs.storage.layout import join_path
 from rbmcore import metrics
+from rbmcore.data.scale import RatingScale
 from rbmcore.io.artifact import load_model
 
 log = logging.getLogger("rbm-reco.evaluate")
 
-PREDICTION_SCHEMA = "user_id int, movie_id int, rating int, p_like float, pred_rating float"
+PREDICTION_SCHEMA = "user_id int, movie_id int, rating float, p_like float, pred_rating float"
 
 
 def ranking_block(recs: pd.DataFrame, rel: pd.DataFrame, k: int) -> dict[str, float]:
@@ -50,13 +52,15 @@ def ranking_block(recs: pd.DataFrame, rel: pd.DataFrame, k: int) -> dict[str, fl
     )
 
 
-def rating_block(pred: pd.DataFrame) -> dict[str, float]:
-    """``metrics.like_and_rating_metrics`` of the per-pair predictions."""
+def rating_block(pred: pd.DataFrame, scale: RatingScale) -> dict[str, float]:
+    """``metrics.like_and_rating_metrics`` of the per-pair predictions (ratings on
+    ``scale``)."""
     return metrics.like_and_rating_metrics(
         pred["user_id"].to_numpy(),
-        pred["rating"].to_numpy(),
+        scale.code_of(pred["rating"].to_numpy()),
         pred["p_like"].to_numpy(),
         pred["pred_rating"].to_numpy(),
+        scale,
     )
 
 
@@ -93,17 +97,20 @@ def run_evaluate(
         .select("user_id", "rank", "movie_id")
         .toPandas()
     )
+    scale = loaded.model.scale
     result: dict[str, Any] = {
         "dt": dt,
         "k": k,
         "model_id": loaded.meta["model_id"],
         "kind": loaded.meta["kind"],
+        "rating_scale": scale.name,
         "test_users": int(pred["user_id"].nunique()),
         "test_pairs": len(pred),
         "ranking": ranking_block(recs, pred, k),
-        "ranking_relevant_ge4": ranking_block(recs, pred[pred["rating"] >= 4], k),
-        "rating": rating_block(pred),
+        "rating": rating_block(pred, scale),
     }
+    if not scale.implicit:
+        result["ranking_relevant_ge4"] = ranking_block(recs, pred[pred["rating"] >= 4], k)
     summary_path = layout.ingest_summary(out)
     if fs.exists(spark, summary_path):
         result["test_excluded"] = {
@@ -127,9 +134,9 @@ def one_line(result: dict[str, Any]) -> str:
         f"P@{result['k']} {r['precision']:.3f}",
         f"nDCG@{result['k']} {r['ndcg']:.3f}",
         f"MAP@{result['k']} {r['map']:.3f}",
-        f"like error {q['like_error']:.3f}",
-        f"AUC {q['auc']:.3f}",
     ]
+    if "like_error" in q:  # not for implicit data
+        parts += [f"like error {q['like_error']:.3f}", f"AUC {q['auc']:.3f}"]
     if "rmse" in q:
         parts.append(f"RMSE {q['rmse']:.3f}")
     return ", ".join(parts)

@@ -25,7 +25,7 @@ from jobs.common.args import add_common_arguments, parse_job_args
 from jobs.common.config import resolve_conf
 from jobs.common.errors import UsageError, run_main
 from jobs.common.session import get_spark
-from jobs.ingestion.readback import StreamingBatches, load_vocabulary
+from jobs.ingestion.readback import StreamingBatches, Vocabulary, load_vocabulary
 from jobs.storage import layout
 from jobs.training.data import (
     all_training_data,
@@ -84,9 +84,7 @@ def run_train(
         config.n_hidden or "per-part",
         device,
     )
-    model = model_for_config(
-        config, vocab.n_items, torch.Generator().manual_seed(config.seed), len(fit_rows)
-    )
+    model = model_for_data(config, vocab, len(fit_rows))
     model.init_visible_biases(fit_rows)
     ckpt = checkpoint_dir(model_path)
     clear_stale_checkpoints(ckpt, resume)
@@ -110,7 +108,7 @@ def run_train(
     except FloatingPointError as exc:  # the message names the kept checkpoint
         raise FloatingPointError(f"{exc}; the model at {model_path} is unchanged") from exc
     meta = save_artifact(
-        spark, trainer, vocab.movie_ids, model_path, trainer.history, n_users, n_ratings, refit
+        spark, trainer, vocab, model_path, trainer.history, n_users, n_ratings, refit
     )
     for folder in (ckpt, refit_dir(ckpt)):
         shutil.rmtree(folder, ignore_errors=True)
@@ -139,7 +137,7 @@ def run_train_distributed(
         spark, job, config, out, vocab.n_items, cache="memory"
     )
     fit_rows, validation, test = evaluation_sample(job, fit_rows, batches, validation, test)
-    model = model_for_config(config, vocab.n_items, torch.Generator().manual_seed(config.seed))
+    model = model_for_data(config, vocab)
     model.init_visible_biases(fit_rows)
     every = None
     if config.refit and validation is not None:
@@ -148,8 +146,26 @@ def run_train_distributed(
         spark, job, model, config, fit_rows, batches, validation, test, every
     )
     return save_artifact(
-        spark, trainer, vocab.movie_ids, model_path, trainer.history, n_users, n_ratings, refit
+        spark, trainer, vocab, model_path, trainer.history, n_users, n_ratings, refit
     )
+
+
+def model_for_data(config: TrainConfig, vocab: Vocabulary, n_users: int | None = None):
+    """A fresh model of ``config`` over the ingested vocabulary and rating scale; a kind that
+    cannot model the data (a like model on implicit data, more softmax states than the scale
+    has levels) is a usage error."""
+    if vocab.scale.implicit and config.kind != "rated":
+        raise UsageError(
+            f"the {config.kind} kind needs ratings, and the ingested data are implicit (no "
+            "rating column); train the rated kind: --kind rated"
+        )
+    try:
+        return model_for_config(
+            config, vocab.n_items, torch.Generator().manual_seed(config.seed), n_users,
+            vocab.scale,
+        )  # fmt: skip
+    except ValueError as exc:
+        raise UsageError(f"bad [train] setting for the {vocab.scale.name} data: {exc}") from exc
 
 
 def add_training_arguments(parser: argparse.ArgumentParser) -> None:

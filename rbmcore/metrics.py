@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from rbmcore.data.csr import LIKE_THRESHOLD
+from rbmcore.data.scale import STARS, RatingScale
 
 __all__ = [
     "auc",
@@ -242,25 +242,30 @@ def mae(y: np.ndarray, pred: np.ndarray) -> float:
     return float(np.mean(np.abs(d)))
 
 
-def like_from_rating(ratings: np.ndarray) -> np.ndarray:
-    """Binary like label: 1 where ``rating >= 3``, else 0; int8 array of the input's shape."""
-    return (np.asarray(ratings) >= LIKE_THRESHOLD).astype(np.int8)
+def like_from_rating(codes: np.ndarray, scale: RatingScale = STARS) -> np.ndarray:
+    """Binary like label: 1 where the rating (codes of ``scale``) is at or above the scale's
+    like threshold (``rating >= 3`` on five stars), else 0; int8 array of the input's shape."""
+    return (np.asarray(codes) >= scale.like_code).astype(np.int8)
 
 
 def like_and_rating_metrics(
     users: np.ndarray,
-    ratings: np.ndarray,
+    codes: np.ndarray,
     p_like: np.ndarray | None,
     pred_rating: np.ndarray | None = None,
+    scale: RatingScale = STARS,
 ) -> dict[str, float]:
     """The like and rating block of held-out pairs, all (n,): ``like_nll`` (the mean negative
     log-likelihood of the likes, p clipped to [1e-7, 1 - 1e-7]), ``like_error`` and ``auc``
-    from ``p_like``; ``rmse`` and ``mae`` from ``pred_rating`` when it is given and has no NaN
-    (a model without a rating scale). Empty for no pairs."""
+    from ``p_like``; ``rmse`` and ``mae`` from ``pred_rating`` (on the scale's values) when it
+    is given and has no NaN (a model without a rating scale). ``codes``: the ratings as codes
+    of ``scale`` (on five stars, the ratings). Empty for no pairs and for implicit data (no
+    ratings to like)."""
     out: dict[str, float] = {}
-    if len(ratings) == 0:
+    if len(codes) == 0 or scale.implicit:
         return out
-    like = like_from_rating(ratings)
+    like = like_from_rating(codes, scale)
+    ratings = scale.value_of(codes)
     if p_like is not None:
         p = np.clip(p_like, 1e-7, 1 - 1e-7)
         out["like_nll"] = float(-np.mean(like * np.log(p) + (1 - like) * np.log(1 - p)))

@@ -23,7 +23,16 @@ DEFAULT_CONF: dict[str, Any] = {
             "spark.ui.showConsoleProgress": "false",
         },
     },
-    "ingest": {"max_bad_fraction": 0.01, "batch_size": 100},
+    "ingest": {
+        "max_bad_fraction": 0.01,
+        "batch_size": 100,
+        # how to read the inputs (jobs/ingest.py, jobs/ingestion/sources.py)
+        "format": "auto",
+        "columns": None,  # role -> column; None: MovieLens's userId, movieId, rating, timestamp
+        "rating_scale": "auto",
+        "like_threshold": "auto",
+        "max_line_bytes": 1 << 20,
+    },
     "train": {},  # defaults: rbmcore.training.config
     "score": {"top_k": 10},
 }

@@ -11,8 +11,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
+from jobs.ingestion.readback import Vocabulary
 from jobs.report import LOSS_PLOT, plot_training
 from jobs.storage import fs, layout
 from rbmcore.io.artifact import save_model
@@ -51,7 +50,7 @@ def clear_stale_checkpoints(ckpt: str, resume: bool) -> None:
 def save_artifact(
     spark,
     trainer: Trainer | CompositeTrainer,
-    movie_ids: np.ndarray,
+    vocab: Vocabulary,
     model_path: str,
     history: list[dict[str, Any]],
     n_users: int,
@@ -60,7 +59,8 @@ def save_artifact(
 ) -> dict[str, Any]:
     """Save weights + model.json + the training plot, locally or to a URI: ``trainer``'s
     model, or ``refit``'s (a trainer of the refit on all ratings) when given; the metadata of
-    the validation choices come from ``trainer``."""
+    the validation choices come from ``trainer``; the ingest the data came from (its id, its
+    newest rating's timestamp) from ``vocab``."""
     training = {
         "config": trainer.config.to_dict(),
         "history": history,
@@ -69,13 +69,15 @@ def save_artifact(
         "users": n_users,
         "ratings": n_ratings,
         "device": str(trainer.device),
+        "ingest_id": vocab.ingest_id,
+        "newest_timestamp": (vocab.manifest or {}).get("newest_timestamp"),
     }
     model = trainer.model
     if refit is not None:
         training["refit"] = {"settings": trainer.refit_settings(), "history": refit.history}
         model = refit.model
     local = fs.local_path(model_path) if fs.is_local(model_path) else tempfile.mkdtemp() + "/model"
-    meta = save_model(local, model.cpu(), movie_ids, training)
+    meta = save_model(local, model.cpu(), vocab.movie_ids, training)
     plot_training(history, Path(local) / LOSS_PLOT, f"{trainer.config.kind} RBM")
     fs.upload_dir(spark, local, model_path)
     log.info(

@@ -19,6 +19,7 @@ from torch import nn
 
 from rbmcore.data.batch import UserBatch
 from rbmcore.data.csr import RatingsCSR
+from rbmcore.data.scale import RatingScale
 
 
 class EnsembleRBM(nn.Module):
@@ -33,6 +34,10 @@ class EnsembleRBM(nn.Module):
     @property
     def kind(self) -> str:
         return self.members[0].kind
+
+    @property
+    def scale(self) -> RatingScale:
+        return self.members[0].scale
 
     @property
     def n_items(self) -> int:

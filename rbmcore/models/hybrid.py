@@ -18,6 +18,7 @@ from torch import nn
 
 from rbmcore.data.batch import UserBatch
 from rbmcore.data.csr import RatingsCSR
+from rbmcore.data.scale import RatingScale
 
 DEFAULT_ALPHA = 1.0  # the combination before validation chooses one
 
@@ -37,6 +38,10 @@ class HybridRBM(nn.Module):
         self.rated = rated
         self.like = like
         self.register_buffer("alpha", torch.tensor(float(alpha)))
+
+    @property
+    def scale(self) -> RatingScale:
+        return self.like.scale
 
     @property
     def n_items(self) -> int:
@@ -89,7 +94,11 @@ class HybridRBM(nn.Module):
             "rated_hidden": self.rated.n_hidden,
             "rated_models": self.rated.n_models,
             "alpha": float(self.alpha),
+            "scale": self.like.scale.to_dict(),
         }
+        like = self.like.hyperparameters()
+        if "states" in like:  # a softmax like part's states
+            hyper["like_states"] = like["states"]
         for part in ("rated", "like"):  # a two-way part's (each member's) item-based way
             item_based = getattr(self, part).hyperparameters().get("item_based")
             if item_based:

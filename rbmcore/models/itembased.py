@@ -21,6 +21,7 @@ from torch import nn
 
 from rbmcore.data.batch import UserBatch, to_batch
 from rbmcore.data.csr import RatingsCSR, transpose_csr
+from rbmcore.data.scale import RatingScale
 from rbmcore.models.categorical import state_gap
 
 ITEM_STATE_CHUNK = 4096  # items per pass when computing the item hidden states
@@ -50,6 +51,10 @@ class ItemBasedRBM(nn.Module):
     @property
     def kind(self) -> str:
         return self.inner.kind
+
+    @property
+    def scale(self) -> RatingScale:
+        return self.inner.scale
 
     @property
     def n_items(self) -> int:

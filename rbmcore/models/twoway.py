@@ -17,6 +17,7 @@ from torch import nn
 
 from rbmcore.data.batch import UserBatch
 from rbmcore.data.csr import RatingsCSR
+from rbmcore.data.scale import RatingScale
 from rbmcore.models.itembased import ItemBasedRBM
 
 DEFAULT_WEIGHT = 0.5  # the blend before validation chooses one
@@ -37,6 +38,10 @@ class TwoWayRBM(nn.Module):
     @property
     def kind(self) -> str:
         return self.user.kind
+
+    @property
+    def scale(self) -> RatingScale:
+        return self.user.scale
 
     @property
     def n_items(self) -> int:

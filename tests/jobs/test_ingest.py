@@ -16,7 +16,7 @@ import pytest
 from jobs.common.config import DEFAULT_CONF, deep_merge
 from jobs.common.errors import BadInputError
 from jobs.ingest import main, run_ingest
-from jobs.ingestion.transform import assign_batches
+from jobs.ingestion.transform import user_hash
 from tests.conftest import REPO
 from tests.jobs.support import CONF_TOML, cli, cli_env, one_error_line
 
@@ -470,7 +470,9 @@ def test_cli_on_u1_matches_pandas_reference(spark, ml100k_dat, tmp_path):
     sizes = pd.Series([r["batch"] for r in train]).value_counts().sort_index()
     assert list(sizes) == [100] * 9 + [43]
     users = spark.createDataFrame([(r["user_id"],) for r in train], "user_id int")
-    expected = {r["user_id"]: r["batch"] for r in assign_batches(users, 100, 7).collect()}
+    hashed = users.select("user_id", user_hash(7).alias("h")).toPandas()
+    ordered = hashed.sort_values(["h", "user_id"])["user_id"].tolist()  # the documented order
+    expected = {user: pos // 100 for pos, user in enumerate(ordered)}
     assert {r["user_id"]: r["batch"] for r in train} == expected
 
     assert (summary["lines_read"], summary["accepted"], summary["quarantined"]) == (80000, 80000, 0)
