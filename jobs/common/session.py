@@ -37,12 +37,25 @@ def get_spark(conf: dict[str, Any], master: str | None = None):
         os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
         os.environ.setdefault("PYSPARK_DRIVER_PYTHON", sys.executable)
         builder = builder.config("spark.pyspark.python", os.environ["PYSPARK_PYTHON"])
+        if "spark.driver.memory" not in spark_conf.get("conf", {}):
+            builder = builder.config("spark.driver.memory", local_driver_memory())
     for key, value in spark_conf.get("conf", {}).items():
         builder = builder.config(key, str(value))
     builder = builder.config("spark.sql.execution.arrow.pyspark.enabled", "true")
     spark = builder.getOrCreate()
     spark.sparkContext.setLogLevel("WARN")
     return spark
+
+
+def local_driver_memory() -> str:
+    """The JVM heap of a local-mode job without a configured ``spark.driver.memory``: a
+    quarter of the machine's memory within 1..8 GB (Spark's own default, 1 GB, makes ingest
+    spill its cached input at ml-1m size and thrash at ml-25m)."""
+    try:
+        total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):
+        return "2g"
+    return f"{min(8, max(1, total // 4 // 2**30))}g"
 
 
 @contextmanager

@@ -282,12 +282,12 @@ def parse_movies(lines: DataFrame, csv_header: str | None = None) -> DataFrame:
     )
 
 
-def read_latin1_lines(spark, path: str) -> DataFrame:
+def read_latin1_lines(spark, path: str, max_line_bytes: int) -> DataFrame:
     """The lines of a latin-1 text file/dir/glob as ``line, source``.
 
     Spark's text reader always decodes UTF-8, so this uses the CSV reader with a separator
     that never occurs in MovieLens files and quoting and escaping switched off. The CSV
-    reader skips blank lines.
+    reader skips blank lines, and fails the read on a line longer than ``max_line_bytes``.
     """
     schema = T.StructType([T.StructField("line", T.StringType(), True)])
     return (
@@ -298,6 +298,7 @@ def read_latin1_lines(spark, path: str) -> DataFrame:
         .option("escape", "")
         .option("header", "false")
         .option("mode", "PERMISSIVE")
+        .option("maxCharsPerColumn", int(max_line_bytes))
         .csv(path)
         .select(
             F.coalesce(F.col("line"), F.lit("")).alias("line"),

@@ -123,6 +123,13 @@ def _split_pairs(text: str) -> list[tuple[str, str]]:
 # -- files -------------------------------------------------------------------------------
 
 
+def error_line(exc: BaseException) -> str:
+    """The most telling line of an error from the JVM (its Java exception, not py4j's call)."""
+    java = getattr(exc, "java_exception", None)
+    text = str(java.toString()) if java is not None else str(exc).strip()
+    return (text.splitlines()[0] if text else type(exc).__name__)[:300]
+
+
 def _hadoop(spark, path: str):
     jvm = spark._jvm
     hpath = jvm.org.apache.hadoop.fs.Path(path)
@@ -136,8 +143,7 @@ def data_files(spark, path: str, what: str) -> dict[str, int]:
         hfs, hpath = _hadoop(spark, path)
         matches = hfs.globStatus(hpath)
     except Exception as exc:  # py4j wraps IOException, IllegalArgumentException, ...
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise BadInputError(f"cannot access {what} path {path}: {first}") from exc
+        raise BadInputError(f"cannot access {what} path {path}: {error_line(exc)}") from exc
     if matches is None or len(matches) == 0:
         raise BadInputError(f"{what} path not found: {path}")
     files: dict[str, int] = {}
@@ -163,8 +169,7 @@ def first_line(spark, path: str) -> str | None:
         reader = jvm.java.io.BufferedReader(jvm.java.io.InputStreamReader(stream, "UTF-8"))
         line = reader.readLine()
     except Exception as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise BadInputError(f"cannot read {path}: {first}") from exc
+        raise BadInputError(f"cannot read {path}: {error_line(exc)}") from exc
     finally:
         stream.close()
     return None if line is None else str(line)
@@ -241,8 +246,9 @@ def describe_source(
         try:
             schema = spark.read.parquet(path).schema
         except Exception as exc:
-            first = str(exc).strip().splitlines()[0]
-            raise BadInputError(f"{what} input {path} is not readable as Parquet: {first}") from exc
+            raise BadInputError(
+                f"{what} input {path} is not readable as Parquet: {error_line(exc)}"
+            ) from exc
         mapped = resolve_typed(schema, columns, what, path)
         return Source(what, path, "parquet", mapped, files=files)
     return describe_csv(spark, what, path, files, columns, explicit_columns)

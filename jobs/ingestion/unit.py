@@ -25,6 +25,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from jobs.common.errors import BadInputError, UsageError
+from jobs.ingestion.sources import error_line
 from jobs.storage import fs, layout
 from jobs.storage.layout import join_path
 
@@ -161,7 +162,7 @@ def read_manifest(spark, out: str) -> dict[str, Any]:
                 "re-run `rbm-reco ingest`"
             )
         raise BadInputError(f"no ingested data at {unit}; run `rbm-reco ingest` first")
-    manifest = fs.read_json(spark, path)
+    manifest = _read(spark, path, json_file=True)
     expected = manifest.get("ingest_id")
     for part in manifest.get("parts", PARTS[:2]):
         folder = join_path(unit, part)
@@ -169,10 +170,21 @@ def read_manifest(spark, out: str) -> dict[str, Any]:
         if not fs.exists(spark, id_path):
             raise BadInputError(f"ingested {part} missing at {folder} (no {ID_FILE}); "
                                 "re-run `rbm-reco ingest`")  # fmt: skip
-        found = fs.read_text(spark, id_path).strip()
+        found = _read(spark, id_path).strip()
         if found != expected:
             raise BadInputError(
                 f"{unit} mixes ingests: {part}/ is from ingest {found}, the manifest from "
                 f"{expected}; re-run `rbm-reco ingest`"
             )
     return manifest
+
+
+def _read(spark, path: str, json_file: bool = False):
+    """A file of the unit, read (and parsed); ``BadInputError`` when it cannot be (a checksum
+    mismatch of a file edited by hand, bad JSON)."""
+    try:
+        return fs.read_json(spark, path) if json_file else fs.read_text(spark, path)
+    except Exception as exc:  # py4j wraps ChecksumException, IOException; JSONDecodeError
+        raise BadInputError(
+            f"cannot read {path} ({error_line(exc)}); re-run `rbm-reco ingest`"
+        ) from exc

@@ -27,7 +27,8 @@ MAX_LEVELS = 100  # codes are stored as tinyint (int8) and packed into 7 bits by
 class RatingScale:
     """An evenly spaced rating scale ``low, low + step, ..., high`` (or implicit data).
 
-    ``like``: the like threshold (a value of the scale); None = the midpoint rule.
+    ``like``: the like threshold (a value of the scale); None = the midpoint rule, resolved
+    when the scale is made (so equal scales compare equal).
     """
 
     low: float = 1.0
@@ -48,12 +49,19 @@ class RatingScale:
         if self.levels > MAX_LEVELS:
             raise ValueError(f"a rating scale has at most {MAX_LEVELS} levels, {self.spec} has "
                              f"{self.levels}")  # fmt: skip
-        if self.like is not None and not self.implicit:
-            code = (self.like - self.low) / self.step + 1
-            if abs(code - round(code)) > 1e-9 or not 1 <= round(code) <= self.levels:
-                raise ValueError(
-                    f"like threshold {self.like:g} is not a rating of the scale {self.spec}"
-                )
+        if self.implicit:
+            object.__setattr__(self, "like", None)
+            return
+        if self.like is None:
+            middle = (self.low + self.high) / 2
+            steps = math.ceil((middle - self.low) / self.step - 1e-9)
+            object.__setattr__(self, "like", self.low + steps * self.step)
+        code = (self.like - self.low) / self.step + 1
+        if abs(code - round(code)) > 1e-9 or not 1 <= round(code) <= self.levels:
+            raise ValueError(
+                f"like threshold {self.like:g} is not a rating of the scale {self.spec}"
+            )
+        object.__setattr__(self, "like", float(self.like))
 
     @property
     def levels(self) -> int:
@@ -80,11 +88,8 @@ class RatingScale:
 
     @property
     def like_value(self) -> float:
-        """The like threshold: ``like``, else the midpoint rounded up to a rating."""
-        if self.like is not None:
-            return float(self.like)
-        middle = (self.low + self.high) / 2
-        return self.value_of(math.ceil((middle - self.low) / self.step - 1e-9) + 1)
+        """The like threshold (by default the midpoint rounded up to a rating)."""
+        return float(self.like) if self.like is not None else self.low
 
     @property
     def like_code(self) -> int:
