@@ -27,7 +27,8 @@ from jobs.common.errors import UsageError, run_main
 from jobs.common.memory import release_memory
 from jobs.common.session import get_spark
 from jobs.evaluate import one_line, run_evaluate
-from jobs.ingest import add_input_arguments, input_overrides, run_ingest
+from jobs.ingest import run_ingest
+from jobs.ingestion.settings import add_input_arguments, input_overrides
 from jobs.score import run_score, validate_dt
 from jobs.storage import fs, layout
 from jobs.train import add_training_arguments, run_train, train_overrides

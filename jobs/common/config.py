@@ -34,7 +34,7 @@ DEFAULT_CONF: dict[str, Any] = {
         "max_line_bytes": 1 << 20,
     },
     "train": {},  # defaults: rbmcore.training.config
-    "score": {"top_k": 10},
+    "score": {"top_k": 10, "max_model_age_days": None},  # None: any age (score --ratings)
 }
 
 

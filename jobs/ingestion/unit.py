@@ -100,6 +100,9 @@ def recover(spark, out: str) -> None:
                 fs.rename(spark, moved, final)
             else:
                 fs.delete(spark, moved)
+    for name in fs.list_names(spark, join_path(out, "_trash")):
+        if name.startswith("other-quarantine."):
+            fs.delete(spark, trash_dir(out, name))
     for name in fs.list_names(spark, join_path(out, "_staging")):
         if name.startswith("ingest."):
             log.warning("removing the unfinished staging folder %s of an earlier ingest", name)
@@ -142,12 +145,14 @@ def publish_unit(spark, out: str, ingest_id: str, manifest: dict[str, Any]) -> N
     log.info("ingest %s published to %s", ingest_id, layout.ingest_dir(out))
 
 
-def publish_quarantine(spark, out: str, ingest_id: str, staged: str) -> None:
-    """Swap the staged quarantine (with the ingest's id) into ``OUT/quarantine``."""
+def publish_quarantine(spark, out: str, ingest_id: str, staged: str, final: str) -> None:
+    """Swap the staged quarantine (with the ingest's id) into ``final`` (``OUT/quarantine``,
+    or a nightly score's own; its trash is named apart, so ``recover`` puts only
+    ``OUT/quarantine`` back and removes the others)."""
     fs.write_text(spark, join_path(staged, ID_FILE), ingest_id + "\n")
-    final = layout.quarantine(out)
     check_replaceable(spark, final, is_quarantine)
-    swap_into_place(spark, staged, final, trash_dir(out, f"quarantine.{ingest_id}"))
+    kind = "quarantine" if final == layout.quarantine(out) else "other-quarantine"
+    swap_into_place(spark, staged, final, trash_dir(out, f"{kind}.{ingest_id}"))
 
 
 def read_manifest(spark, out: str) -> dict[str, Any]:

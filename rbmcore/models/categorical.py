@@ -538,6 +538,10 @@ class CategoricalRBM(nn.Module):
             out["pred_rating"] = rating
         return out
 
+    def users_with_weights(self) -> None:
+        """No per-user weights: any user is scored from their ratings alone."""
+        return None
+
     def hyperparameters(self) -> dict[str, Any]:
         hyper: dict[str, Any] = {
             "kind": self.kind,

@@ -49,6 +49,12 @@ class Recommender(Protocol):
         """What ``rbmcore.models.factory.model_from_tensors`` rebuilds the model from."""
         ...
 
+    def users_with_weights(self) -> torch.Tensor | None:
+        """(n,) int64 ascending ids of the users the model holds weights of its own for (the
+        training users of its item-based ways); None when it has no per-user weights. Any
+        other user is scored from their ratings alone (fold-in)."""
+        ...
+
 
 @runtime_checkable
 class TrainableRBM(Recommender, Protocol):

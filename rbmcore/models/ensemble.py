@@ -22,6 +22,12 @@ from rbmcore.data.csr import RatingsCSR
 from rbmcore.data.scale import RatingScale
 
 
+def union_of_users(parts: list[torch.Tensor | None]) -> torch.Tensor | None:
+    """The ascending union of some models' ``users_with_weights`` (None when none has any)."""
+    held = [p for p in parts if p is not None]
+    return torch.unique(torch.cat(held)) if held else None
+
+
 class EnsembleRBM(nn.Module):
     """``members``: RBMs of one kind over the same catalogue; every output is their mean."""
 
@@ -76,6 +82,10 @@ class EnsembleRBM(nn.Module):
     ) -> dict[str, torch.Tensor]:
         """(n,) the members' predictions of query pairs (rows[n] of batch, items[n]), averaged."""
         return self._mean([m.predict_pairs(batch, items, rows) for m in self.members])
+
+    def users_with_weights(self) -> torch.Tensor | None:
+        """The members' users with weights, together."""
+        return union_of_users([m.users_with_weights() for m in self.members])
 
     def hyperparameters(self) -> dict[str, Any]:
         return {**self.members[0].hyperparameters(), "n_models": self.n_models}

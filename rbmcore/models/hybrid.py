@@ -19,6 +19,7 @@ from torch import nn
 from rbmcore.data.batch import UserBatch
 from rbmcore.data.csr import RatingsCSR
 from rbmcore.data.scale import RatingScale
+from rbmcore.models.ensemble import union_of_users
 
 DEFAULT_ALPHA = 1.0  # the combination before validation chooses one
 
@@ -83,6 +84,10 @@ class HybridRBM(nn.Module):
     ) -> dict[str, torch.Tensor]:
         """(n,) p_like (and pred_rating) of query pairs, from the like sub-model."""
         return self.like.predict_pairs(batch, items, rows)
+
+    def users_with_weights(self) -> torch.Tensor | None:
+        """The users either part holds weights for."""
+        return union_of_users([self.rated.users_with_weights(), self.like.users_with_weights()])
 
     def hyperparameters(self) -> dict[str, Any]:
         hyper = {

@@ -190,6 +190,10 @@ class ItemBasedRBM(nn.Module):
             out["pred_rating"] = rating
         return out, known
 
+    def users_with_weights(self) -> torch.Tensor:
+        """The training users, whose visible units these are."""
+        return self.user_ids
+
     def hyperparameters(self) -> dict[str, int]:
         return {
             "n_users": self.n_users,

@@ -173,6 +173,10 @@ class RatedRBM(nn.Module):
         logits = (h * self.W[:, items]).sum(-1) + self.b_v[:, items]
         return {"p_like": torch.sigmoid(logits).mean(0)}
 
+    def users_with_weights(self) -> None:
+        """No per-user weights: any user is scored from their ratings alone."""
+        return None
+
     def hyperparameters(self) -> dict[str, Any]:
         return {
             "kind": self.kind,

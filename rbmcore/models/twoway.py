@@ -95,5 +95,10 @@ class TwoWayRBM(nn.Module):
         item_out, known = self.item.predict_pairs_known(batch, items, rows)
         return self._blend(self.user.predict_pairs(batch, items, rows), item_out, known)
 
+    def users_with_weights(self) -> torch.Tensor:
+        """The item-based way's training users (blended); the others get the user-based
+        prediction alone."""
+        return self.item.users_with_weights()
+
     def hyperparameters(self) -> dict[str, Any]:
         return {**self.user.hyperparameters(), "item_based": self.item.hyperparameters()}
