@@ -125,8 +125,10 @@ def _split_pairs(text: str) -> list[tuple[str, str]]:
 
 def error_line(exc: BaseException) -> str:
     """The most telling line of an error from the JVM (its Java exception, not py4j's call)."""
-    java = getattr(exc, "java_exception", None)
-    text = str(java.toString()) if java is not None else str(exc).strip()
+    from py4j.protocol import Py4JJavaError
+
+    text = str(exc.java_exception.toString()) if isinstance(exc, Py4JJavaError) else str(exc)
+    text = text.strip()
     return (text.splitlines()[0] if text else type(exc).__name__)[:300]
 
 
