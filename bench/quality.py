@@ -41,6 +41,7 @@ from rbmcore.baselines.tutorial_rbm import (
     train_tutorial_rbm,
 )
 from rbmcore.data.csr import RatingsCSR, csr_from_pairs
+from rbmcore.data.scale import STARS, RatingScale
 from rbmcore.data.splits import bounded_evaluation, split_holdout
 from rbmcore.models.twoway import TwoWayRBM
 from rbmcore.scoring import predict_csr, recommend_csr
@@ -298,18 +299,20 @@ def run_als(spark, split: Split, seed: int, implicit: bool, params: dict) -> Res
 
 
 # -- rbm-reco kinds -----------------------------------------------------------------------
-def train_rbm(train: RatingsCSR, config: TrainConfig, device: torch.device = CPU):
+def train_rbm(
+    train: RatingsCSR, config: TrainConfig, device: torch.device = CPU, scale: RatingScale = STARS
+):
     """What ``rbm-reco train`` does, in process: per-user validation carve (evaluated on at
     most ``DEFAULT_EVAL_USERS`` users, the first batches', as the job does), shuffled batches
     of 100 users, the kind's trainer with early stopping, then (``config.refit``) the
-    retraining on all of ``train``, on ``device``; returns (final model, selection trainer,
-    refit trainer or None)."""
+    retraining on all of ``train``, on ``device``; ``scale``: the ratings' (codes of it);
+    returns (final model, selection trainer, refit trainer or None)."""
     fit_part, held = split_holdout(train, config.val_fraction, np.random.default_rng(config.seed))
     order = np.random.default_rng(config.seed).permutation(len(fit_part))
     batches = [order[s : s + BATCH_USERS] for s in range(0, len(order), BATCH_USERS)]
     fit_part, validation, _ = bounded_evaluation(fit_part, batches, (fit_part, held), None)
     generator = torch.Generator().manual_seed(config.seed)
-    model = model_for_config(config, train.n_items, generator, len(fit_part))
+    model = model_for_config(config, train.n_items, generator, len(fit_part), scale)
     model.init_visible_biases(fit_part)
     trainer = trainer_for(model, config, device)
     trainer.fit(fit_part, batches, validation)

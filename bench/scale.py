@@ -347,11 +347,13 @@ def replicate_out(spark, out: Path, target: Path, factor: int) -> int:
 
     from pyspark.sql import functions as F
 
+    from jobs.ingestion.unit import ID_FILE, MANIFEST
     from jobs.score import score_tasks
 
     shutil.rmtree(target, ignore_errors=True)
     (target / "ingest").mkdir(parents=True)
     shutil.copytree(out / "ingest" / "items", target / "ingest" / "items")
+    shutil.copy(out / "ingest" / MANIFEST, target / "ingest" / MANIFEST)  # the same unit id
     shutil.copytree(out / "model", target / "model")
     users = spark.read.parquet(str(out / "ingest" / "train"))
     shift = int(users.agg(F.max("user_id")).first()[0]) + 1
@@ -360,6 +362,7 @@ def replicate_out(spark, out: Path, target: Path, factor: int) -> int:
         "user_id", (F.col("user_id") + F.col("copy") * shift).cast("int")
     ).drop("copy")
     replicated.repartition(score_tasks(spark)).write.parquet(str(target / "ingest" / "train"))
+    shutil.copy(out / "ingest" / "items" / ID_FILE, target / "ingest" / "train" / ID_FILE)
     return spark.read.parquet(str(target / "ingest" / "train")).count()
 
 

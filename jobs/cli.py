@@ -16,11 +16,13 @@ from rbmcore import __version__
 
 COMMANDS = {
     "run": "the whole pipeline: ingest, train, score, evaluate (generates data if none given)",
-    "ingest": "validate ratings, quarantine bad lines, write per-user Parquet + vocabulary",
+    "ingest": "validate ratings (any MovieLens release, CSV, Parquet, tables), quarantine bad "
+    "lines, publish per-user Parquet + vocabulary as one unit",
     "train": "train the RBM on the driver, save the model artifact",
-    "score": "score every user on Spark, publish OUT/recommendations/dt=.../",
+    "score": "score every user on Spark, publish OUT/recommendations/dt=.../ "
+    "(--ratings: tonight's ratings with a saved model, no training)",
     "evaluate": "metrics of an export and the model on the test split",
-    "generate": "write a synthetic MovieLens-like data set (:: files)",
+    "generate": "write a synthetic MovieLens-like data set in a release's shape",
     "recommend": "one user's top-N with titles, for a person to read",
 }
 

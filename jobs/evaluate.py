@@ -5,10 +5,11 @@
 
 Ranking metrics (P/R/nDCG/MAP@k; relevant = any test rating, and = rating >= 4) come from the
 published export of that date; like error, AUC and (for rating models) RMSE/MAE come from
-per-pair predictions, made on Spark with the same ``rbmcore`` function the trainer uses. The
-metrics are computed on the executors (``jobs.evaluation.metrics``): nothing is collected to
-the driver but one row per partition. Writes OUT/metrics.json, OUT/predictions/ (Parquet) and
-OUT/report.md.
+per-pair predictions, made on Spark with the same ``rbmcore`` function the trainer uses.
+Ratings are on the data's scale (half stars: 0.5..5.0); implicit data (no ratings) have the
+ranking metrics only. The metrics are computed on the executors (``jobs.evaluation.metrics``):
+nothing is collected to the driver but one row per partition. Writes OUT/metrics.json,
+OUT/predictions/ (Parquet) and OUT/report.md.
 """
 
 from __future__ import annotations
@@ -41,7 +42,7 @@ from jobs.storage.layout import join_path
 
 log = logging.getLogger("rbm-reco.evaluate")
 
-PREDICTION_SCHEMA = "user_id int, movie_id int, rating int, p_like float, pred_rating float"
+PREDICTION_SCHEMA = "user_id int, movie_id int, rating float, p_like float, pred_rating float"
 PREDICTIONS = FolderKind("predictions folder", PARQUET_OUTPUT)
 
 
@@ -76,18 +77,22 @@ def run_evaluate(
     pred = spark.read.parquet(layout.predictions(out))
     recs = spark.read.parquet(data_path(spark, root, dt))
     tasks = 2 * max(1, spark.sparkContext.defaultParallelism)
-    rating = like_and_rating_block(pred, tasks)
+    scale = loaded.model.scale
+    rating = like_and_rating_block(pred, tasks, scale)
     result: dict[str, Any] = {
         "dt": dt,
         "k": k,
         "model_id": loaded.meta["model_id"],
         "kind": loaded.meta["kind"],
+        "rating_scale": scale.name,
         "test_users": rating.pop("users"),
         "test_pairs": rating.pop("pairs"),
         "ranking": ranking_block(recs, pred, k, tasks),
-        "ranking_relevant_ge4": ranking_block(recs, pred.where(F.col("rating") >= 4), k, tasks),
         "rating": rating,
     }
+    if not scale.implicit:
+        relevant = pred.where(F.col("rating") >= 4)
+        result["ranking_relevant_ge4"] = ranking_block(recs, relevant, k, tasks)
     summary_path = layout.ingest_summary(out)
     if fs.exists(spark, summary_path):
         result["test_excluded"] = {
@@ -111,9 +116,9 @@ def one_line(result: dict[str, Any]) -> str:
         f"P@{result['k']} {r['precision']:.3f}",
         f"nDCG@{result['k']} {r['ndcg']:.3f}",
         f"MAP@{result['k']} {r['map']:.3f}",
-        f"like error {q['like_error']:.3f}",
-        f"AUC {q['auc']:.3f}",
     ]
+    if "like_error" in q:  # not for implicit data
+        parts += [f"like error {q['like_error']:.3f}", f"AUC {q['auc']:.3f}"]
     if "rmse" in q:
         parts.append(f"RMSE {q['rmse']:.3f}")
     return ", ".join(parts)

@@ -1,8 +1,14 @@
-"""Generate a synthetic MovieLens-like dataset (no Spark): ratings.dat, movies.dat, splits.
+"""Generate a synthetic MovieLens-like dataset (no Spark) in a MovieLens release's shape.
 
 rbm-reco generate --preset ml-1m --out DIR [--users N --movies N --ratings N]
-                  [--seed S --test-fraction F]
-python jobs/generate.py --preset ml-25m --out /tmp/ml-25m-synth
+                  [--seed S --test-fraction F] [--format dat|tab|csv|parquet] [--half-stars]
+python jobs/generate.py --preset ml-25m --format csv --half-stars --out /tmp/ml-25m-synth
+
+--format dat (default): ratings.dat and movies.dat as MovieLens 1M / 10M; tab: u.data and
+u.item as 100k; csv: ratings.csv and movies.csv as 20M / 25M / 32M; parquet: ratings.parquet
+(the CSV's columns) and movies.csv. --half-stars: ratings 0.5..5.0 as 10M and later releases.
+With --test-fraction the train and test splits are written beside (train.dat / test.dat,
+u.base / u.test, train.csv / test.csv, train.parquet / test.parquet).
 """
 
 from __future__ import annotations
@@ -13,7 +19,7 @@ from collections.abc import Sequence
 
 from jobs.common.args import JobArgumentParser, bounded_int, log_level, output_path, setup_logging
 from jobs.common.errors import UsageError, run_main
-from rbmcore.data.synthetic import PRESETS, GeneratorSpec, write_dataset
+from rbmcore.data.synthetic import FORMATS, PRESETS, GeneratorSpec, write_dataset
 
 log = logging.getLogger("rbm-reco.generate")
 
@@ -52,6 +58,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "0 (default) writes ratings.dat only",
     )
     parser.add_argument(
+        "--format",
+        choices=sorted(FORMATS),
+        default="dat",
+        help="the files' shape: dat (MovieLens 1M/10M), tab (100k), csv (20M/25M/32M), parquet",
+    )
+    parser.add_argument(
+        "--half-stars",
+        action="store_true",
+        help="ratings in half stars 0.5..5.0 (MovieLens 10M and later) instead of 1..5",
+    )
+    parser.add_argument(
         "--chunk-users",
         type=bounded_int(1, MAX_USERS),
         default=16_384,
@@ -65,7 +82,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def spec_from_args(args: argparse.Namespace) -> GeneratorSpec:
     """The ``GeneratorSpec`` the flags ask for; ``UsageError`` when they do not add up."""
     sizes = {"n_users": args.users, "n_movies": args.movies, "n_ratings": args.ratings}
-    options = {"seed": args.seed, "test_fraction": args.test_fraction}
+    options = {
+        "seed": args.seed, "test_fraction": args.test_fraction, "half_stars": args.half_stars
+    }
     try:
         if args.preset:
             return GeneratorSpec.from_preset(args.preset, **sizes, **options)
@@ -88,7 +107,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     setup_logging(args.log_level)
     spec = spec_from_args(args)
     try:
-        summary = write_dataset(spec, args.out, chunk_users=args.chunk_users)
+        summary = write_dataset(spec, args.out, chunk_users=args.chunk_users, fmt=args.format)
     except OSError as exc:
         raise UsageError(f"cannot write to {args.out}: {exc}") from exc
     log.info(

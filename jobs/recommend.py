@@ -48,7 +48,12 @@ def user_report(spark, out: str, user_id: int, top_k: int, model_path: str | Non
         "Rated highest:",
     ]
     best = sorted(zip(csr.ratings, csr.items, strict=True), key=lambda p: (-p[0], p[1]))[:5]
-    lines += [f"  {r}/5  {title(i)}" for r, i in best]
+    scale = vocab.scale
+    if scale.implicit:
+        lines[-1] = "Has:"
+        lines += [f"  {title(i)}" for _, i in best]
+    else:
+        lines += [f"  {scale.value_of(int(r)):g}/{scale.high:g}  {title(i)}" for r, i in best]
     lines += ["", f"Top {len(recs.items)} recommendations:"]
     p_like = recs.extras.get("p_like")
     for n, item in enumerate(recs.items):

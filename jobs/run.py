@@ -2,11 +2,13 @@
 
     rbm-reco run --ratings R [--test T] [--movies M] --out OUT [--dt YYYY-MM-DD] [--top-k 10]
                  [--kind binary] [--max-bad-fraction F] [--epochs N]
+    rbm-reco run --ratings-table db.ratings --out OUT ...
     rbm-reco run --out OUT            # no --ratings: generate the ml-1m preset and use it
     spark-submit jobs/run.py ...      # the same arguments
 
-R and T may be `::` or tab files, directories or globs. Prints where the export is and a
-short summary; writes OUT/run_summary.json.
+R and T may be files, directories or globs in any format ingest reads (`::` or tab lines, CSV,
+Parquet; `--format`, `--columns`, `--rating-scale` as for `rbm-reco ingest`). Prints where the
+export is and a short summary; writes OUT/run_summary.json.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from jobs.common.memory import release_memory
 from jobs.common.session import get_spark
 from jobs.evaluate import one_line, run_evaluate
 from jobs.ingest import run_ingest
+from jobs.ingestion.settings import add_input_arguments, input_overrides
 from jobs.score import run_score
 from jobs.storage import fs, layout
 from jobs.train import add_training_arguments, run_train, train_overrides
@@ -66,11 +69,14 @@ def run_pipeline(spark, conf: dict[str, Any], args: argparse.Namespace) -> dict[
     ratings, test, movies = args.ratings, args.test, args.movies
     dt = export_date(args.dt or date.today().isoformat())
     out = fs.output_dir(spark, args.out, "--out")
-    if ratings is None:
+    if ratings is None and args.ratings_table is None:
         with timed("generate", timings):
             ratings, test, movies = generate_default_data(out, args.preset, 0)
     with timed("ingest", timings):
-        ingest = run_ingest(spark, conf, ratings, out, test=test, movies=movies)
+        ingest = run_ingest(
+            spark, conf, ratings, out, test=test, movies=movies,
+            ratings_table=args.ratings_table,
+        )  # fmt: skip
     release_memory(spark)
     with timed("train", timings):
         model = run_train(spark, conf, out, resume=args.resume)
@@ -114,13 +120,9 @@ def print_summary(summary: dict[str, Any]) -> None:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--ratings",
-        help="training ratings (file, folder or glob; :: or tab). "
-        "Omitted: generate the --preset data set and use it",
-    )
+    add_input_arguments(parser)  # --ratings omitted: generate the --preset data set
     parser.add_argument("--test", help="held-out ratings to evaluate on")
-    parser.add_argument("--movies", help="movies file (MovieID::Title::Genres, latin-1)")
+    parser.add_argument("--movies", help="movies file (movies.dat, u.item or movies.csv)")
     parser.add_argument(
         "--out", required=True, type=output_path, help="run folder (local path or URI)"
     )
@@ -151,7 +153,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parse_job_args("rbm-reco run", __doc__, add_arguments, argv)
     overrides = train_overrides(args)
     overrides["score"] = {"top_k": args.top_k}
-    overrides["ingest"] = {"max_bad_fraction": args.max_bad_fraction, "batch_size": args.batch_size}
+    overrides["ingest"] = {
+        "max_bad_fraction": args.max_bad_fraction, "batch_size": args.batch_size,
+        **input_overrides(args),
+    }  # fmt: skip
     conf = resolve_conf(args, overrides)
     start = time.perf_counter()
     spark = get_spark(conf, args.master, args.log_level)

@@ -24,7 +24,7 @@ from jobs.common.args import add_common_arguments, output_path, parse_job_args
 from jobs.common.config import resolve_conf, train_settings
 from jobs.common.errors import UsageError, run_main
 from jobs.common.session import get_spark
-from jobs.ingestion.readback import StreamingBatches, load_vocabulary
+from jobs.ingestion.readback import StreamingBatches, Vocabulary, load_vocabulary
 from jobs.storage import fs, layout
 from jobs.training.data import (
     all_training_data,
@@ -87,9 +87,7 @@ def run_train(
         config.n_hidden or "per-part",
         device,
     )
-    model = model_for_config(
-        config, vocab.n_items, torch.Generator().manual_seed(config.seed), len(fit_rows)
-    )
+    model = model_for_data(config, vocab, len(fit_rows))
     model.init_visible_biases(fit_rows)
     ckpt = checkpoint_dir(model_path)
     clear_stale_checkpoints(ckpt, resume)
@@ -114,7 +112,7 @@ def run_train(
         unchanged = f"the model at {fs.shown(model_path)} is unchanged"
         raise FloatingPointError(f"{exc}; {unchanged}") from exc
     meta = save_artifact(
-        spark, trainer, vocab.movie_ids, model_path, trainer.history, n_users, n_ratings, refit
+        spark, trainer, vocab, model_path, trainer.history, n_users, n_ratings, refit
     )
     remove_checkpoints(ckpt)
     return meta
@@ -141,7 +139,7 @@ def run_train_distributed(
         spark, job, config, out, vocab.n_items, cache="memory"
     )
     fit_rows, validation, test = evaluation_sample(job, fit_rows, batches, validation, test)
-    model = model_for_config(config, vocab.n_items, torch.Generator().manual_seed(config.seed))
+    model = model_for_data(config, vocab)
     model.init_visible_biases(fit_rows)
     every = None
     if config.refit and validation is not None:
@@ -150,8 +148,26 @@ def run_train_distributed(
         spark, job, model, config, fit_rows, batches, validation, test, every
     )
     return save_artifact(
-        spark, trainer, vocab.movie_ids, model_path, trainer.history, n_users, n_ratings, refit
+        spark, trainer, vocab, model_path, trainer.history, n_users, n_ratings, refit
     )
+
+
+def model_for_data(config: TrainConfig, vocab: Vocabulary, n_users: int | None = None):
+    """A fresh model of ``config`` over the ingested vocabulary and rating scale; a kind that
+    cannot model the data (a like model on implicit data, more softmax states than the scale
+    has levels) is a usage error."""
+    if vocab.scale.implicit and config.kind != "rated":
+        raise UsageError(
+            f"the {config.kind} kind needs ratings, and the ingested data are implicit (no "
+            "rating column); train the rated kind: --kind rated"
+        )
+    try:
+        return model_for_config(
+            config, vocab.n_items, torch.Generator().manual_seed(config.seed), n_users,
+            vocab.scale,
+        )  # fmt: skip
+    except ValueError as exc:
+        raise UsageError(f"bad [train] setting for the {vocab.scale.name} data: {exc}") from exc
 
 
 def add_training_arguments(parser: argparse.ArgumentParser) -> None:

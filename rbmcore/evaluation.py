@@ -57,5 +57,6 @@ def heldout_metrics(
         return ranking_quality(model, context, target, device)
     preds = predict_csr(model, context, target, device)
     return metrics.like_and_rating_metrics(
-        target.row_of_entries(), target.ratings, preds["p_like"], preds.get("pred_rating")
-    )
+        target.row_of_entries(), target.ratings, preds["p_like"], preds.get("pred_rating"),
+        model.scale,
+    )  # fmt: skip

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from rbmcore.data.csr import LIKE_THRESHOLD
+from rbmcore.data.scale import STARS, RatingScale
 
 __all__ = [
     "RANKING_METRICS",
@@ -276,24 +276,30 @@ def mae(y: np.ndarray, pred: np.ndarray) -> float:
     return float(np.mean(np.abs(d)))
 
 
-def like_from_rating(ratings: np.ndarray) -> np.ndarray:
-    """Binary like label: 1 where ``rating >= 3``, else 0; int8 array of the input's shape."""
-    return (np.asarray(ratings) >= LIKE_THRESHOLD).astype(np.int8)
+def like_from_rating(codes: np.ndarray, scale: RatingScale = STARS) -> np.ndarray:
+    """Binary like label: 1 where the rating (codes of ``scale``) is at or above the scale's
+    like threshold (``rating >= 3`` on five stars), else 0; int8 array of the input's shape."""
+    return (np.asarray(codes) >= scale.like_code).astype(np.int8)
 
 
 def like_and_rating_metrics(
     users: np.ndarray,
-    ratings: np.ndarray,
+    codes: np.ndarray,
     p_like: np.ndarray | None,
     pred_rating: np.ndarray | None = None,
+    scale: RatingScale = STARS,
 ) -> dict[str, float]:
     """The like and rating block of held-out pairs, all (n,): ``like_nll`` (the mean negative
     log-likelihood of the likes, p clipped to [1e-7, 1 - 1e-7]), ``like_error`` and ``auc``
-    from ``p_like``; ``rmse`` and ``mae`` from ``pred_rating`` when it is given and has no NaN
-    (a model without a rating scale). Empty for no pairs."""
-    out = like_and_rating_of_sums(like_and_rating_sums(users, ratings, p_like, pred_rating))
-    if p_like is not None and len(ratings):
-        out = {**out, "auc": auc(like_from_rating(ratings), p_like)}
+    from ``p_like``; ``rmse`` and ``mae`` from ``pred_rating`` (on the scale's values) when it
+    is given and has no NaN (a model without a rating scale). ``codes``: the ratings as codes
+    of ``scale`` (on five stars, the ratings). Empty for no pairs and for implicit data (no
+    ratings to like)."""
+    if len(codes) == 0 or scale.implicit:
+        return {}
+    out = like_and_rating_of_sums(like_and_rating_sums(users, codes, p_like, pred_rating, scale))
+    if p_like is not None:
+        out = {**out, "auc": auc(like_from_rating(codes, scale), p_like)}
         out = {name: out[name] for name in LIKE_AND_RATING_METRICS if name in out}
     return out
 
@@ -303,26 +309,28 @@ LIKE_AND_RATING_METRICS = ("like_nll", "like_error", "auc", "rmse", "mae")
 
 def like_and_rating_sums(
     users: np.ndarray,
-    ratings: np.ndarray,
+    codes: np.ndarray,
     p_like: np.ndarray | None,
     pred_rating: np.ndarray | None = None,
+    scale: RatingScale = STARS,
 ) -> dict[str, float]:
     """``like_and_rating_metrics`` but AUC before the averages, additive over disjoint sets of
     users (each user's pairs all in one set): ``pairs``, ``users``, and the sums over the pairs
     of ``like_nll``, over the users of their mean like error (``like_error``), over the pairs
     of the squared and absolute rating errors (``squared_error``, ``absolute_error``, only
-    with a rating scale: ``pred_rating`` given without NaN)."""
+    with a rating scale: ``pred_rating`` given without NaN). ``codes``: codes of ``scale``."""
     users = np.asarray(users).ravel()
     sums: dict[str, float] = {"pairs": len(users), "users": len(np.unique(users))}
-    if len(users) == 0:
+    if len(users) == 0 or scale.implicit:
         return sums
     if p_like is not None:
-        like = like_from_rating(ratings).astype(np.float64)
+        like = like_from_rating(codes, scale).astype(np.float64)
         p = np.clip(np.asarray(p_like, dtype=np.float64), 1e-7, 1 - 1e-7)
         sums["like_nll"] = float(-np.sum(like * np.log(p) + (1 - like) * np.log(1 - p)))
         sums["like_error"] = float(_like_error_per_user(users, like, p_like).sum())
     if pred_rating is not None and not np.isnan(pred_rating).any():
-        d = np.asarray(ratings, dtype=np.float64) - np.asarray(pred_rating, dtype=np.float64)
+        ratings = np.asarray(scale.value_of(np.asarray(codes)), dtype=np.float64)
+        d = ratings - np.asarray(pred_rating, dtype=np.float64)
         sums["squared_error"] = float(np.sum(d * d))
         sums["absolute_error"] = float(np.sum(np.abs(d)))
     return sums

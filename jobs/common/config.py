@@ -36,9 +36,23 @@ DEFAULT_CONF: dict[str, Any] = {
             "spark.sql.execution.arrow.pyspark.enabled": "true",
         },
     },
-    "ingest": {"max_bad_fraction": 0.01, "batch_size": 100},
+    "ingest": {
+        "max_bad_fraction": 0.01,
+        "batch_size": 100,
+        # how to read the inputs (jobs/ingest.py, jobs/ingestion/sources.py)
+        "format": "auto",
+        "columns": None,  # role -> column; None: MovieLens's userId, movieId, rating, timestamp
+        "rating_scale": "auto",
+        "like_threshold": "auto",
+        "max_line_bytes": 1 << 20,
+    },
     "train": {},  # defaults: rbmcore.training.config
-    "score": {"top_k": 10, "commit": "auto", "lock_lease_s": 120},
+    "score": {
+        "top_k": 10,
+        "commit": "auto",
+        "lock_lease_s": 120,
+        "max_model_age_days": None,  # None: any age (score --ratings)
+    },
 }
 SPARK_KEYS = ("master", "app_name", "conf")
 PACKAGED_CONFS = ("local", "cluster")  # jobs/conf/<name>.toml, installed with the package
@@ -216,6 +230,8 @@ def check_score(table: dict[str, Any]) -> None:
             f"score.commit must be one of {', '.join(COMMIT_MODES)}, got {table['commit']!r}"
         )
     number_in("score.lock_lease_s", table["lock_lease_s"], 1, MAX_LOCK_LEASE_S)
+    if table.get("max_model_age_days") is not None:
+        number_in("score.max_model_age_days", table["max_model_age_days"], 0, 1e6)
 
 
 # the keys a [train.rated] / [train.like] table may override, and a [train.item] table

@@ -26,6 +26,12 @@ class LockHeldError(JobError):
     exit_code = 4
 
 
+class StaleModelError(JobError):
+    """The model is older than the run allows (``score --max-model-age``)."""
+
+    exit_code = 7
+
+
 EXIT_MODEL_FILE = 5
 EXIT_DIVERGED = 6
 

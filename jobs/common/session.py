@@ -140,6 +140,7 @@ def get_spark(conf: dict[str, Any], master: str | None = None, log_level: str | 
         os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
         os.environ.setdefault("PYSPARK_DRIVER_PYTHON", sys.executable)
         settings.setdefault("spark.pyspark.python", os.environ["PYSPARK_PYTHON"])
+        settings.setdefault("spark.driver.memory", local_driver_memory())
     filled = {key: value for key, value in settings.items() if key not in given}
     for key, value in filled.items():
         builder = builder.config(key, value)
@@ -147,7 +148,8 @@ def get_spark(conf: dict[str, Any], master: str | None = None, log_level: str | 
     jvm_started = SparkContext._active_spark_context is None and (
         under_spark_submit() or SparkContext._gateway is not None
     )
-    late = sorted(set(filled) & set(LAUNCH_SETTINGS)) if jvm_started else []
+    configured = set(table.get("conf", {}))  # not the local defaults filled in above
+    late = sorted(set(filled) & set(LAUNCH_SETTINGS) & configured) if jvm_started else []
     spark = builder.getOrCreate()
     if log_level:
         spark.sparkContext.setLogLevel(spark_log_level(log_level))
@@ -192,6 +194,17 @@ def read_uri_text(uri: str) -> str:
     except Py4JJavaError as exc:
         reason = str(exc.java_exception.toString())
         raise UsageError(f"config file {uri} cannot be read: {reason}") from None
+
+
+def local_driver_memory() -> str:
+    """The JVM heap of a local-mode job without a configured ``spark.driver.memory``: a
+    quarter of the machine's memory within 1..8 GB (Spark's own default, 1 GB, makes ingest
+    spill its cached input at ml-1m size and thrash at ml-25m)."""
+    try:
+        total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):
+        return "2g"
+    return f"{min(8, max(1, total // 4 // 2**30))}g"
 
 
 @contextmanager

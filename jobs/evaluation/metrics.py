@@ -16,7 +16,7 @@ from typing import Any
 from pyspark.sql import DataFrame, Window
 from pyspark.sql import functions as F
 
-from rbmcore.data.csr import LIKE_THRESHOLD
+from rbmcore.data.scale import STARS, RatingScale
 from rbmcore.metrics import (
     LIKE_AND_RATING_METRICS,
     RANKING_METRICS,
@@ -67,27 +67,33 @@ def ranking_of_table(table: Any, k: int) -> dict[str, float]:
     )
 
 
-def like_and_rating_block(pred: DataFrame, partitions: int) -> dict[str, float]:
+def like_and_rating_block(
+    pred: DataFrame, partitions: int, scale: RatingScale = STARS
+) -> dict[str, float]:
     """``rbmcore.metrics.like_and_rating_metrics`` of the per-pair predictions ``pred``
-    (``user_id, rating, p_like, pred_rating``), with ``pairs`` and ``users`` counted."""
+    (``user_id, rating, p_like, pred_rating``; ratings on ``scale``'s values), with ``pairs``
+    and ``users`` counted. Implicit data: the counts only."""
     sums = pred.repartition(partitions, "user_id").mapInArrow(
-        partition_sums(like_and_rating_of_table, LIKE_SUMS), sums_schema(LIKE_SUMS)
+        partition_sums(lambda t: like_and_rating_of_table(t, scale), LIKE_SUMS),
+        sums_schema(LIKE_SUMS),
     )
     total = added(sums, LIKE_SUMS)
     out = like_and_rating_of_sums({k: v for k, v in total.items() if v is not None})
-    if total["pairs"]:
-        out["auc"] = auc(pred)
+    if total["pairs"] and not scale.implicit:
+        out["auc"] = auc(pred, scale)
     ordered = {name: out[name] for name in LIKE_AND_RATING_METRICS if name in out}
     return {**ordered, "pairs": int(total["pairs"]), "users": int(total["users"])}
 
 
-def like_and_rating_of_table(table: Any) -> dict[str, float]:
-    """``like_and_rating_sums`` of one partition's predictions (Arrow)."""
+def like_and_rating_of_table(table: Any, scale: RatingScale = STARS) -> dict[str, float]:
+    """``like_and_rating_sums`` of one partition's predictions (Arrow; ratings on ``scale``'s
+    values)."""
     return like_and_rating_sums(
         table.column("user_id").to_numpy(),
-        table.column("rating").to_numpy(),
+        scale.code_of(table.column("rating").to_numpy()),
         table.column("p_like").to_numpy(),
         table.column("pred_rating").to_numpy(),
+        scale,
     )
 
 
@@ -119,11 +125,11 @@ def added(sums: DataFrame, columns: tuple[str, ...]) -> dict[str, Any]:
     return total
 
 
-def auc(pred: DataFrame) -> float:
-    """``rbmcore.metrics.auc`` of ``p_like`` against like = ``rating >= 3``: per distinct score
-    the likes and dislikes; a like beats every dislike with a lower score and ties half of
-    those with the same score (average ranks)."""
-    like = (F.col("rating") >= LIKE_THRESHOLD).cast("long")
+def auc(pred: DataFrame, scale: RatingScale = STARS) -> float:
+    """``rbmcore.metrics.auc`` of ``p_like`` against like = ``rating >= scale.like_value``
+    (3 on five stars): per distinct score the likes and dislikes; a like beats every dislike
+    with a lower score and ties half of those with the same score (average ranks)."""
+    like = (F.col("rating") >= float(scale.like_value)).cast("long")
     counts = pred.groupBy("p_like").agg(F.sum(like).alias("pos"), F.sum(1 - like).alias("neg"))
     # one window partition over the distinct scores (a column key: Spark drops a literal one
     # and warns); the rows below this score's

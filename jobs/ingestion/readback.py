@@ -13,8 +13,10 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from jobs.common.errors import BadInputError
+from jobs.ingestion.unit import read_manifest
 from jobs.storage import fs, layout
 from rbmcore.data.csr import RatingsCSR, concat_csr, empty_csr
+from rbmcore.data.scale import RatingScale
 from rbmcore.data.splits import split_holdout
 from rbmcore.io.artifact import vocab_checksum
 from rbmcore.training.config import CACHE_MODES
@@ -22,8 +24,13 @@ from rbmcore.training.config import CACHE_MODES
 
 @dataclass(frozen=True)
 class Vocabulary:
+    """The item vocabulary of an ingest unit, and what its manifest says of the data."""
+
     movie_ids: np.ndarray  # (n_items,) movie id of each dense item index
     titles: list[str | None]  # (n_items,)
+    scale: RatingScale  # the ratings' scale (their codes' meaning)
+    ingest_id: str | None = None
+    manifest: dict | None = None
 
     @property
     def n_items(self) -> int:
@@ -59,8 +66,11 @@ def require(spark, path: str, what: str) -> None:
 
 
 def load_vocabulary(spark, out: str) -> Vocabulary:
+    """The vocabulary of ``OUT/ingest``, once the unit is checked whole
+    (``jobs.ingestion.unit.read_manifest``: one ingest's items, train and test, never a
+    mixture)."""
+    manifest = read_manifest(spark, out)
     path = layout.items_vocab(out)
-    require(spark, path, "item vocabulary")
     table = spark.read.parquet(path).toArrow().sort_by("item_idx")  # sorted here: no shuffle
     idx = table.column("item_idx").to_numpy()
     if not np.array_equal(idx, np.arange(len(idx))):
@@ -68,7 +78,13 @@ def load_vocabulary(spark, out: str) -> Vocabulary:
     titles = (
         table.column("title").to_pylist() if "title" in table.column_names else [None] * len(idx)
     )
-    return Vocabulary(table.column("movie_id").to_numpy().astype(np.int64), titles)
+    return Vocabulary(
+        table.column("movie_id").to_numpy().astype(np.int64),
+        titles,
+        RatingScale.from_dict(manifest.get("rating_scale")),
+        manifest.get("ingest_id"),
+        manifest,
+    )
 
 
 def load_user_rows(

@@ -1,231 +1,189 @@
 """Ingest, step 2: accepted ratings -> deduplicated pairs, the item vocabulary and one row per
-user with a training batch, written as Parquet (the outputs ``jobs/ingest.py`` lists)."""
+user with a training batch, written as Parquet (the outputs ``jobs/ingest.py`` lists).
+
+The heavy work is one shuffle: the accepted ratings, their movies mapped to item indices
+through the (broadcast) vocabulary, are partitioned by user; the duplicate (user, movie)
+pairs are resolved and each user's row is built in the same partitions (``user_rows``). The
+vocabulary and the batch assignment are small and built on the driver.
+"""
 
 from __future__ import annotations
 
 import logging
-import math
 from typing import Any
 
-from pyspark.sql import Column, DataFrame, Window
+import numpy as np
+import pandas as pd
+from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
-from jobs.common.errors import JobError
+from jobs.ingestion.parse import CODE_BITS
 
 log = logging.getLogger("rbm-reco.ingest")
 
 USERS_PER_TRAIN_FILE = 20_000
 MIN_USERS_PER_FILE = 100
 TEST_BATCH = -1  # the batch value of every test row
+VOCAB_SCHEMA = "item_idx int, movie_id int, title string, n_ratings int"
 
 
-def accepted_rows(parsed: DataFrame) -> DataFrame:
+def accepted_rows(final: DataFrame) -> DataFrame:
     """``user_id, movie_id, rating, ts`` of the accepted lines of a parsed input."""
-    return parsed.filter(F.col("reason").isNull()).select("user_id", "movie_id", "rating", "ts")
+    return final.filter(F.col("reason").isNull()).select("user_id", "movie_id", "rating", "ts")
 
 
-def dedupe_ratings(accepted: DataFrame) -> DataFrame:
-    """One row per (user, movie): the latest timestamp wins, ties go to the higher rating.
+def latest_key() -> Column:
+    """(ts, rating) packed into one bigint: the latest timestamp wins, ties the higher rating."""
+    return F.col("ts") * (1 << CODE_BITS) + F.col("rating").cast("bigint")
 
-    ``accepted``: ``user_id, movie_id, rating, ts`` with ``|ts| <= MAX_ABS_TIMESTAMP``.
-    Returns ``user_id, movie_id, rating tinyint, n int`` (``n``: the accepted lines of the
-    pair, so ``sum(n) - count`` is the number of duplicates dropped). (ts, rating) is packed
-    into one bigint so that Spark can use a hash aggregate.
+
+def _rating_of_key(key: Column) -> Column:
+    return key.bitwiseAND((1 << CODE_BITS) - 1).cast("tinyint")
+
+
+def user_rows(
+    accepted: DataFrame, vocab_ids: DataFrame, partitions: int, keep_unknown: bool = False
+) -> DataFrame:
+    """One row per user, in ``partitions`` hash partitions of ``user_id``:
+    ``user_id, items array<int>, ratings array<tinyint>, lines long, extra array<struct<
+    item_idx, n>>``.
+
+    ``accepted``: ``user_id, movie_id, rating, ts``; ``vocab_ids``: ``movie_id, item_idx``
+    (broadcast). Duplicate (user, movie) pairs keep the latest timestamp, ties the higher
+    rating; ``lines`` counts the user's accepted lines and ``extra`` lists the pairs that had
+    more than one (``n`` the lines dropped). ``items`` ascend and ``ratings`` are aligned
+    with them. ``keep_unknown`` (the test split): movies absent from the vocabulary are kept
+    out of ``items`` but counted, as ``unknown_item_pairs``.
     """
-    key = F.col("ts") * 8 + F.col("rating").cast("bigint")
-    return (
-        accepted.groupBy("user_id", "movie_id")
-        .agg(F.max(key).alias("_k"), F.count(F.lit(1)).alias("n"))
-        .select(
-            "user_id",
-            "movie_id",
-            F.col("_k").bitwiseAND(7).cast("tinyint").alias("rating"),
-            F.col("n").cast("int").alias("n"),
+    how = "left" if keep_unknown else "inner"
+    indexed = accepted.join(F.broadcast(vocab_ids), "movie_id", how)
+    pairs = (
+        indexed.repartition(partitions, "user_id")
+        .groupBy("user_id", "movie_id")
+        .agg(
+            F.max(latest_key()).alias("_k"),
+            F.count(F.lit(1)).alias("_n"),
+            F.first("item_idx").alias("item_idx"),
         )
     )
-
-
-def _one_partition(id_column: str) -> Column:
-    """A window partition key that puts every row in one partition (ids are never null).
-
-    Not a literal: Spark drops literal partition keys and then warns about a window
-    without partitions on every run.
-    """
-    return F.col(id_column).isNull()
-
-
-def build_vocabulary(train: DataFrame, titles: DataFrame | None = None) -> DataFrame:
-    """``item_idx, movie_id, title, n_ratings`` for the movies rated in ``train``.
-
-    ``item_idx`` is dense 0..n-1 in ascending ``movie_id`` order. The single-partition
-    window is fine: a catalogue has thousands to a few hundred thousand movies.
-    """
-    counts = train.groupBy("movie_id").agg(F.count(F.lit(1)).cast("int").alias("n_ratings"))
-    order = Window.partitionBy(_one_partition("movie_id")).orderBy("movie_id")
-    vocab = counts.withColumn("item_idx", (F.row_number().over(order) - 1).cast("int"))
-    if titles is None:
-        vocab = vocab.withColumn("title", F.lit(None).cast("string"))
-    else:
-        vocab = vocab.join(F.broadcast(titles), "movie_id", "left")
-    return vocab.select("item_idx", "movie_id", "title", "n_ratings")
-
-
-def pivot_users(ratings: DataFrame, vocab: DataFrame) -> DataFrame:
-    """One row per user: ``user_id, items array<int>, ratings array<tinyint>``.
-
-    ``ratings`` holds ``user_id, movie_id, rating`` (1..5); movies absent from ``vocab``
-    are dropped (inner join). ``items`` ascend and ``ratings`` are aligned with them: each
-    pair is packed as ``item_idx * 8 + rating`` so that sorting plain longs orders both.
-    """
-    indexed = ratings.join(F.broadcast(vocab.select("movie_id", "item_idx")), "movie_id")
-    packed = F.col("item_idx").cast("bigint") * 8 + F.col("rating").cast("bigint")
-    return (
-        indexed.groupBy("user_id")
-        .agg(F.sort_array(F.collect_list(packed)).alias("_v"))
-        .select(
-            "user_id",
-            F.transform("_v", lambda x: F.shiftright(x, 3).cast("int")).alias("items"),
-            F.transform("_v", lambda x: x.bitwiseAND(7).cast("tinyint")).alias("ratings"),
-        )
+    known = F.col("item_idx").isNotNull()
+    pair = F.struct(F.col("item_idx"), _rating_of_key(F.col("_k")).alias("rating"))
+    extra = F.when(F.col("_n") > 1, F.struct("item_idx", (F.col("_n") - 1).alias("n")))
+    rows = pairs.groupBy("user_id").agg(
+        F.sort_array(F.collect_list(F.when(known, pair))).alias("_v"),
+        F.sum("_n").alias("lines"),
+        F.collect_list(extra).alias("extra"),
+        F.count_if(~known).alias("unknown_item_pairs"),
     )
-
-
-def assign_batches(users: DataFrame, batch_size: int, seed: int) -> DataFrame:
-    """``user_id, batch``: users shuffled by ``xxhash64(user_id, seed)`` (ties: user_id), cut
-    into consecutive chunks of ``batch_size``. Deterministic for a seed and a user set."""
-    order = Window.partitionBy(_one_partition("user_id")).orderBy(
-        F.xxhash64(F.col("user_id"), F.lit(int(seed))), F.col("user_id")
-    )
-    return users.select(
+    return rows.select(
         "user_id",
-        F.floor((F.row_number().over(order) - 1) / F.lit(batch_size)).cast("int").alias("batch"),
+        F.col("_v.item_idx").alias("items"),
+        F.col("_v.rating").alias("ratings"),
+        "lines",
+        "extra",
+        "unknown_item_pairs",
     )
+
+
+def vocabulary(movie_lines: pd.DataFrame) -> pd.DataFrame:
+    """``item_idx, movie_id, n_ratings`` from the accepted training lines per movie
+    (``movie_id, lines``): ``item_idx`` dense 0..n-1 in ascending ``movie_id`` order,
+    ``n_ratings`` = lines until ``subtract_duplicates``."""
+    vocab = movie_lines.groupby("movie_id", as_index=False)["lines"].sum()
+    vocab = vocab.sort_values("movie_id", kind="stable").reset_index(drop=True)
+    return pd.DataFrame(
+        {
+            "item_idx": np.arange(len(vocab), dtype=np.int32),
+            "movie_id": vocab["movie_id"].to_numpy(np.int32),
+            "n_ratings": vocab["lines"].to_numpy(np.int64),
+        }
+    )
+
+
+def subtract_duplicates(vocab: pd.DataFrame, extra: list[list[dict]]) -> pd.DataFrame:
+    """``vocab`` whose ``n_ratings`` count each (user, movie) pair once: ``extra`` holds, per
+    user, the pairs with dropped lines (``user_rows``'s ``extra``)."""
+    n = vocab["n_ratings"].to_numpy().copy()
+    for pairs in extra:
+        for pair in pairs:
+            n[int(pair["item_idx"])] -= int(pair["n"])
+    return vocab.assign(n_ratings=n.astype(np.int32))
+
+
+def batch_assignment(user_ids: np.ndarray, hashes: np.ndarray, batch_size: int) -> np.ndarray:
+    """(n,) batch of each user: users ordered by ``hashes`` (``xxhash64(user_id, seed)``,
+    ties by user id) and cut into consecutive chunks of ``batch_size``: every batch full but
+    the last. Deterministic for a seed and a user set."""
+    order = np.lexsort((user_ids, hashes))
+    batches = np.empty(len(user_ids), dtype=np.int32)
+    batches[order] = np.arange(len(user_ids)) // batch_size
+    return batches
+
+
+def user_hash(seed: int) -> Column:
+    """The hash that orders users into batches (``batch_assignment``)."""
+    return F.xxhash64(F.col("user_id"), F.lit(int(seed)))
 
 
 def write_parquet(df: DataFrame, path: str) -> None:
     (
         df.write.mode("overwrite")
-        .option("partitionOverwriteMode", "static")  # replace the whole folder on a re-run
+        .option("partitionOverwriteMode", "static")  # replace the whole folder
         .parquet(path)
     )
 
 
-def write_vectors(vectors: DataFrame, n_users: int, path: str) -> None:
-    """Per-user rows sorted by user_id, in about one file per USERS_PER_TRAIN_FILE users and
-    at least two files per core (so scoring reads them in parallel without a shuffle), but
-    never fewer than MIN_USERS_PER_FILE users a file (no swarm of tiny files on a big cluster)."""
-    per_core = 2 * vectors.sparkSession.sparkContext.defaultParallelism
+def files_for(spark, n_users: int) -> int:
+    """About one file per USERS_PER_TRAIN_FILE users and at least two files per core (so
+    scoring reads them in parallel without a shuffle), but never fewer than
+    MIN_USERS_PER_FILE users a file (no swarm of tiny files on a big cluster)."""
+    per_core = 2 * spark.sparkContext.defaultParallelism
     wanted = max(per_core, n_users // USERS_PER_TRAIN_FILE)
-    n_files = max(1, min(wanted, n_users // MIN_USERS_PER_FILE))
-    ordered = vectors.repartitionByRange(n_files, "user_id").sortWithinPartitions("user_id")
+    return max(1, min(wanted, n_users // MIN_USERS_PER_FILE))
+
+
+def write_vectors(spark, vectors: DataFrame, n_users: int, path: str) -> None:
+    """Per-user rows ``user_id, items, ratings, batch`` in ``files_for`` files, each sorted by
+    user id (users hashed to files)."""
+    ordered = vectors.repartition(files_for(spark, n_users), "user_id").sortWithinPartitions(
+        "user_id"
+    )
     write_parquet(ordered.select("user_id", "items", "ratings", "batch"), path)
 
 
-def write_test_rows(
-    parsed: DataFrame, train: DataFrame, vocab: DataFrame, path: str, cache
-) -> dict[str, Any]:
-    """Dedupe the test ratings, map them through the training vocabulary, write them to
-    ``path``; the test part of the summary (``accepted``: the accepted lines read again)."""
-    known_users = train.select("user_id").distinct().withColumn("_user_known", F.lit(True))
-    in_train = train.select("user_id", "movie_id").withColumn("_in_train", F.lit(True))
-    tagged = cache(
-        dedupe_ratings(accepted_rows(parsed))
-        .join(known_users, "user_id", "left")
-        .join(F.broadcast(vocab.select("movie_id", "item_idx")), "movie_id", "left")
-        .join(in_train, ["user_id", "movie_id"], "left")
+def write_vocabulary(spark, vocab: pd.DataFrame, titles: pd.DataFrame | None, path: str) -> None:
+    """Write the vocabulary (``item_idx, movie_id, title, n_ratings``) as one Parquet file."""
+    if titles is not None:
+        vocab = vocab.merge(titles[["movie_id", "title"]], on="movie_id", how="left")
+    else:
+        vocab = vocab.assign(title=None)
+    table = vocab[["item_idx", "movie_id", "title", "n_ratings"]].astype(
+        {"item_idx": "int32", "movie_id": "int32", "n_ratings": "int32"}
     )
-    user_known = F.col("_user_known").isNotNull()
-    item_known = F.col("item_idx").isNotNull()
-    kept = user_known & item_known
-    agg = tagged.agg(
-        F.count(F.lit(1)).alias("ratings"),
-        F.coalesce(F.sum("n"), F.lit(0)).alias("accepted"),
-        F.count_if(~user_known).alias("unknown_user_pairs"),
-        F.count_if(user_known & ~item_known).alias("unknown_item_pairs"),
-        F.count_if(kept).alias("pairs"),
-        F.count_if(kept & F.col("_in_train").isNotNull()).alias("pairs_also_in_train"),
-        F.count_distinct(F.when(kept, F.col("user_id"))).alias("users"),
-    ).first()
-    parsed.unpersist()
-    result = {key: int(agg[key]) for key in agg.asDict()}
-    result["duplicates_dropped"] = result["accepted"] - result["ratings"]
-    kept_rows = tagged.filter(kept).select("user_id", "movie_id", "rating")
-    vectors = pivot_users(kept_rows, vocab).withColumn("batch", F.lit(TEST_BATCH))
-    write_vectors(vectors, result["users"], path)
-    log.info(
-        "ingest: test: %d pairs of %d users kept -> %s; excluded %d pairs of unknown users and "
-        "%d of unknown movies; %d pairs also in train; %d duplicates dropped",
-        result["pairs"],
-        result["users"],
-        path,
-        result["unknown_user_pairs"],
-        result["unknown_item_pairs"],
-        result["pairs_also_in_train"],
-        result["duplicates_dropped"],
-    )
-    return result
+    table["title"] = table["title"].astype(object).where(table["title"].notna(), None)
+    write_parquet(spark.createDataFrame(table, VOCAB_SCHEMA).coalesce(1), path)
 
 
-def dedupe_training(
-    parsed: DataFrame, accepted: int, cache
-) -> tuple[DataFrame, dict[str, int]]:
-    """The deduplicated training pairs (cached with ``cache``) and their counts: ``ratings``,
-    ``duplicates_dropped``, ``users``. ``accepted``: the accepted lines counted when the input
-    was validated; a different count now means the input changed during ingest."""
-    train = cache(dedupe_ratings(accepted_rows(parsed)))
-    agg = train.agg(
-        F.count(F.lit(1)).alias("ratings"),
-        F.coalesce(F.sum("n"), F.lit(0)).alias("accepted"),
-        F.count_distinct("user_id").alias("users"),
-    ).first()
-    parsed.unpersist()  # the deduplicated ratings are all that is needed now
-    if agg["accepted"] != accepted:  # cache evicted and the input changed since
-        raise JobError(
-            f"ratings input changed during ingest: {accepted} accepted lines "
-            f"counted, then {agg['accepted']} read"
-        )
-    return train, {
-        "ratings": int(agg["ratings"]),
-        "duplicates_dropped": int(agg["accepted"] - agg["ratings"]),
-        "users": int(agg["users"]),
-    }
-
-
-def movie_titles(parsed: DataFrame) -> DataFrame:
-    """``movie_id, title, _n`` of the accepted movie lines (the first title of an id; ``_n``
-    lines had it)."""
-    return (
+def movie_titles(parsed: DataFrame) -> pd.DataFrame:
+    """``movie_id, title, lines`` of the accepted movie lines (the smallest title of an id;
+    ``lines`` lines had it), on the driver."""
+    titles = (
         parsed.filter(F.col("reason").isNull())
         .groupBy("movie_id")
-        .agg(F.min("title").alias("title"), F.count(F.lit(1)).alias("_n"))
+        .agg(F.min("title").alias("title"), F.count(F.lit(1)).alias("lines"))
     )
+    return titles.toPandas()
 
 
-def write_vocabulary(
-    spark, train: DataFrame, titles: DataFrame | None, path: str
-) -> tuple[DataFrame, int]:
-    """Write the item vocabulary of ``train`` to ``path``; (the vocabulary read back, its
-    size)."""
-    vocab = build_vocabulary(train.select("movie_id"), titles)
-    write_parquet(vocab.coalesce(1), path)
-    vocab = spark.read.parquet(path)
-    return vocab, vocab.count()
-
-
-def title_counts(titles: DataFrame, vocab: DataFrame, n_items: int) -> dict[str, int]:
+def title_counts(titles: pd.DataFrame, vocab: pd.DataFrame) -> dict[str, int]:
     """How the movies file covers the vocabulary: ``duplicates_dropped`` (extra lines of an
     id), ``titled_items``, ``items_without_title``, ``not_in_vocabulary`` (never rated)."""
-    with_vocab = titles.join(vocab.select("movie_id", F.lit(1).alias("_in")), "movie_id", "left")
-    m = with_vocab.agg(
-        F.coalesce(F.sum(F.col("_n") - 1), F.lit(0)).alias("dups"),
-        F.count(F.col("_in")).alias("titled"),
-        F.count(F.lit(1)).alias("movies"),
-    ).first()
+    in_vocab = titles["movie_id"].isin(vocab["movie_id"])
     counts = {
-        "duplicates_dropped": int(m["dups"]),
-        "titled_items": int(m["titled"]),
-        "items_without_title": int(n_items - m["titled"]),
-        "not_in_vocabulary": int(m["movies"] - m["titled"]),
+        "duplicates_dropped": int((titles["lines"] - 1).sum()),
+        "titled_items": int(in_vocab.sum()),
+        "items_without_title": int(len(vocab) - in_vocab.sum()),
+        "not_in_vocabulary": int((~in_vocab).sum()),
     }
     log.info(
         "ingest: movies: %d items titled, %d items without title, %d movies never rated, "
@@ -238,15 +196,27 @@ def title_counts(titles: DataFrame, vocab: DataFrame, n_items: int) -> dict[str,
     return counts
 
 
-def write_training_rows(
-    train: DataFrame, vocab: DataFrame, n_users: int, batch_size: int, seed: int, path: str
-) -> int:
-    """Write one row per training user with its batch to ``path``; the number of batches."""
-    batches = assign_batches(train.select("user_id").distinct(), batch_size, seed)
-    vectors = pivot_users(train, vocab).join(batches, "user_id")
-    write_vectors(vectors, n_users, path)
-    n_batches = math.ceil(n_users / batch_size)
-    log.info(
-        "ingest: train: %d users in %d batches of %d -> %s", n_users, n_batches, batch_size, path
-    )
-    return n_batches
+def test_counts(test_rows: DataFrame, train_rows: DataFrame) -> dict[str, Any]:
+    """The test part of the summary from the test users' rows (``user_rows`` with
+    ``keep_unknown``, and the flag ``_known``: the user has training ratings) and the
+    training users' rows: ``ratings`` (pairs), ``accepted`` (lines), ``unknown_user_pairs``,
+    ``unknown_item_pairs``, ``pairs``, ``pairs_also_in_train``, ``users``."""
+    train = train_rows.select("user_id", F.col("items").alias("_train_items"))
+    joined = test_rows.join(train, "user_id", "left")
+    known = F.col("_known")
+    pairs = F.size("items") + F.col("unknown_item_pairs")
+    also = F.size(F.array_intersect("items", "_train_items"))
+    agg = joined.agg(
+        F.coalesce(F.sum(pairs), F.lit(0)).alias("ratings"),
+        F.coalesce(F.sum("lines"), F.lit(0)).alias("accepted"),
+        F.coalesce(F.sum(F.when(~known, pairs)), F.lit(0)).alias("unknown_user_pairs"),
+        F.coalesce(F.sum(F.when(known, F.col("unknown_item_pairs"))), F.lit(0)).alias(
+            "unknown_item_pairs"
+        ),
+        F.coalesce(F.sum(F.when(known, F.size("items"))), F.lit(0)).alias("pairs"),
+        F.coalesce(F.sum(F.when(known, also)), F.lit(0)).alias("pairs_also_in_train"),
+        F.count_if(known & (F.size("items") > 0)).alias("users"),
+    ).first()
+    result = {key: int(agg[key]) for key in agg.asDict()}
+    result["duplicates_dropped"] = result["accepted"] - result["ratings"]
+    return result

@@ -94,7 +94,8 @@ def make_scorer(broadcast, top_k: int, columns: Sequence[str]):
 
 def make_predictor(broadcast):
     """mapInArrow: rows (user_id, items, ratings, test_items, test_ratings) -> one row per
-    test pair with p_like and pred_rating (NaN when the model predicts no ratings)."""
+    test pair with its rating (on the model's scale), p_like and pred_rating (NaN when the
+    model predicts no ratings)."""
 
     def predict_partition(batches: Iterator[Any]) -> Iterator[Any]:
         import pyarrow as pa
@@ -103,7 +104,7 @@ def make_predictor(broadcast):
         model, movie_ids = model_on_worker(broadcast)
         n_items = len(movie_ids)
         schema = pa.schema(
-            [("user_id", pa.int32()), ("movie_id", pa.int32()), ("rating", pa.int32())]
+            [("user_id", pa.int32()), ("movie_id", pa.int32()), ("rating", pa.float32())]
             + [("p_like", pa.float32()), ("pred_rating", pa.float32())]
         )
         for batch in batches:
@@ -123,7 +124,7 @@ def make_predictor(broadcast):
             arrays = [
                 np.repeat(context.user_ids, queries.row_lengths()).astype(np.int32),
                 movie_ids[queries.items].astype(np.int32),
-                queries.ratings.astype(np.int32),
+                model.scale.value_of(queries.ratings).astype(np.float32),
                 preds["p_like"].astype(np.float32),
                 preds.get("pred_rating", np.full(n, np.nan)).astype(np.float32),
             ]

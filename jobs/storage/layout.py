@@ -35,6 +35,19 @@ def ingest_summary(out: str) -> str:
     return join_path(out, "ingest_summary.json")
 
 
+def fresh_dir(out: str, dt: str) -> str:
+    """What ``score --ratings`` for date ``dt`` keeps of that night's ratings."""
+    return join_path(out, "fresh", f"dt={dt}")
+
+
+def fresh_summary(out: str, dt: str) -> str:
+    return join_path(fresh_dir(out, dt), "ingest_summary.json")
+
+
+def fresh_quarantine(out: str, dt: str) -> str:
+    return join_path(fresh_dir(out, dt), "quarantine")
+
+
 def model_dir(out: str) -> str:
     return join_path(out, "model")
 

@@ -97,7 +97,7 @@ def train_with_distributor(
     cpu = torch.device("cpu")
     hybrid = config.kind == "hybrid"
     stages = distributed_stages(model, config)
-    refit_model = None if every is None else fresh_refit_model(config, every)
+    refit_model = None if every is None else fresh_refit_model(config, every, model.scale)
     refit_start = None
     if refit_model is not None:
         refit_start = (every, {n: module_at(refit_model, n) for n in stages})

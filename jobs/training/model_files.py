@@ -11,8 +11,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
+from jobs.ingestion.readback import Vocabulary
 from jobs.report import plot_training
 from jobs.storage import fs, layout, model_store
 from rbmcore.io.artifact import PLOT_FILE, write_model
@@ -75,7 +74,7 @@ def remove_checkpoints(ckpt: str) -> None:
 def save_artifact(
     spark,
     trainer: Trainer | CompositeTrainer,
-    movie_ids: np.ndarray,
+    vocab: Vocabulary,
     model_path: str,
     history: list[dict[str, Any]],
     n_users: int,
@@ -85,7 +84,8 @@ def save_artifact(
     """Save weights + model.json + the training plot, locally or to a URI
     (``jobs.storage.model_store.publish``): ``trainer``'s model, or ``refit``'s (a trainer of
     the refit on all ratings) when given; the metadata of the validation choices come from
-    ``trainer``."""
+    ``trainer``; the ingest the data came from (its id, its newest rating's timestamp) from
+    ``vocab``."""
     training = {
         "config": trainer.config.to_dict(),
         "history": history,
@@ -94,6 +94,8 @@ def save_artifact(
         "users": n_users,
         "ratings": n_ratings,
         "device": str(trainer.device),
+        "ingest_id": vocab.ingest_id,
+        "newest_timestamp": (vocab.manifest or {}).get("newest_timestamp"),
     }
     model = trainer.model
     if refit is not None:
@@ -101,7 +103,7 @@ def save_artifact(
         model = refit.model
 
     def write(folder: Path) -> dict[str, Any]:
-        meta = write_model(folder, model.cpu(), movie_ids, training)
+        meta = write_model(folder, model.cpu(), vocab.movie_ids, training)
         plot_training(history, folder / PLOT_FILE, f"{trainer.config.kind} RBM")
         return meta
 

@@ -17,7 +17,7 @@ class UserBatch:
     """One batch of users on a device, in the layout ``embedding_bag`` wants.
 
     offsets: (batch,) start of each row in ``items``; items: (nnz,) int64; ratings: (nnz,)
-    int64 in 1..5; rows: (nnz,) row of each entry; size: batch; n_items: catalogue width;
+    int64 rating codes; rows: (nnz,) row of each entry; size: batch; n_items: catalogue width;
     user_ids: (batch,) int64 ids of the rows' users (item-based models look their weights up).
     """
 

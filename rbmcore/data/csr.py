@@ -1,7 +1,9 @@
 """Users' ratings in CSR form on the host: the storage every other part of rbmcore reads.
 
 A user's row holds only the items they rated (dense item indices, ascending) and the ratings
-1..5. Nothing here ever builds a dense users x items matrix of the whole data.
+as codes 1..levels of the data's rating scale (``rbmcore.data.scale``; on five stars the
+ratings 1..5 themselves). Nothing here ever builds a dense users x items matrix of the whole
+data.
 """
 
 from __future__ import annotations
@@ -11,15 +13,14 @@ from dataclasses import dataclass
 
 import numpy as np
 
-LIKE_THRESHOLD = 3  # like = rating >= 3 (the tutorial's task)
-
 
 @dataclass(frozen=True)
 class RatingsCSR:
     """Users' ratings in CSR form on the host.
 
     user_ids: (n_users,) int64; indptr: (n_users + 1,) int64; items: (nnz,) int64 dense item
-    indices, ascending within a row; ratings: (nnz,) int8 in 1..5; n_items: catalogue width.
+    indices, ascending within a row; ratings: (nnz,) int8 rating codes 1..levels; n_items:
+    catalogue width.
     """
 
     user_ids: np.ndarray

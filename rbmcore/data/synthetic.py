@@ -15,7 +15,16 @@ The generative story, per user ``u`` and movie ``i``:
   biases (movie bias correlated with popularity) and latent factors ``z`` built from the cluster
   centroids, so users rate movies of their favourite clusters higher. The latent is cut into
   1..5 at thresholds calibrated on the first block of users so that the shares match
-  MovieLens 1M (5.6 / 10.8 / 26.1 / 34.9 / 22.6 %, mean 3.58).
+  MovieLens 1M (5.6 / 10.8 / 26.1 / 34.9 / 22.6 %, mean 3.58), or, with ``half_stars``, into
+  the ten half stars 0.5..5.0 with about MovieLens 25M's shares (``HALF_STAR_SHARES``).
+
+``write_dataset`` writes the files in the shape of a MovieLens release (``FORMATS``): ``dat``
+as 1M / 10M (``ratings.dat`` ``u::m::r::t``, ``movies.dat`` latin-1; half stars as ``3.5``,
+whole ones as ``4``), ``tab`` as 100k (``u.data`` tab-separated, ``u.item`` ``|`` latin-1),
+``csv`` as 20M / 25M / 32M (``ratings.csv`` with the header ``userId,movieId,rating,timestamp``,
+ratings as ``4.0`` / ``3.5``; ``movies.csv`` UTF-8 with ``movieId,title,genres``, titles
+quoted when they hold a comma or a quote), and ``parquet`` (``ratings.parquet`` with the CSV's
+column names: int32 ids, float32 ratings, int64 timestamps; ``movies.csv``).
 
 Users are generated in fixed blocks of ``BLOCK_USERS``, each with its own RNG stream derived from
 ``(seed, block)``, so the output does not depend on how the writer groups blocks. Draws without
@@ -39,11 +48,14 @@ import numpy as np
 
 __all__ = [
     "BLOCK_USERS",
+    "FORMATS",
     "GENRES",
+    "HALF_STAR_SHARES",
     "PRESETS",
     "RATING_SHARES",
     "GeneratorSpec",
     "format_dat_lines",
+    "format_lines",
     "generate_chunks",
     "holdout_mask",
     "movie_titles_and_genres",
@@ -72,6 +84,20 @@ _GENRE_WEIGHTS: tuple[int, ...] = (
 
 # Shares of ratings 1..5 in MovieLens 1M (mean 3.58).
 RATING_SHARES: tuple[float, ...] = (0.0562, 0.1075, 0.2611, 0.3489, 0.2263)
+# Shares of the half stars 0.5, 1.0, ..., 5.0, about MovieLens 25M's (mean 3.53).
+HALF_STAR_SHARES: tuple[float, ...] = (
+    0.016, 0.031, 0.016, 0.066, 0.050, 0.196, 0.126, 0.266, 0.088, 0.145,
+)  # fmt: skip
+
+# File names of each format: ratings, train, test, movies.
+FORMATS: dict[str, tuple[str, str, str, str]] = {
+    "dat": ("ratings.dat", "train.dat", "test.dat", "movies.dat"),
+    "tab": ("u.data", "u.base", "u.test", "u.item"),
+    "csv": ("ratings.csv", "train.csv", "test.csv", "movies.csv"),
+    "parquet": ("ratings.parquet", "train.parquet", "test.parquet", "movies.csv"),
+}
+CSV_HEADER = b"userId,movieId,rating,timestamp\n"
+MOVIES_CSV_HEADER = "movieId,title,genres\n"
 
 BLOCK_USERS = 2048  # users per RNG block; fixed so output is independent of write chunking
 _DENSE_RATIO = 16  # users with k_u > n_movies / _DENSE_RATIO are sampled densely
@@ -108,6 +134,7 @@ class GeneratorSpec:
     movie_bias_std: float = 0.45
     noise_std: float = 0.75
     test_fraction: float = 0.0  # per-user random holdout written to test.dat when > 0
+    half_stars: bool = False  # ratings in half stars 0.5..5.0 (codes 1..10), else 1..5
     min_train_per_user: int = 15
     start_time: int = 956_703_932  # 2000-04-25, the first MovieLens 1M timestamp
     end_time: int = 1_046_454_590  # 2003-02-28, the last
@@ -361,7 +388,7 @@ def _sample_dense(
 
 @dataclass
 class _Calibration:
-    """Fixed from the first block: affinity standardisation and the 4 rating cut points."""
+    """Fixed from the first block: affinity standardisation and the rating cut points."""
 
     aff_mean: float
     aff_std: float
@@ -371,7 +398,8 @@ class _Calibration:
 def _block(
     spec: GeneratorSpec, world: _World, b: int, calib: _Calibration | None
 ) -> tuple[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray], _Calibration]:
-    """Rows of users ``b * BLOCK_USERS ...``: 1-based ids, ratings 1..5, timestamps."""
+    """Rows of users ``b * BLOCK_USERS ...``: 1-based ids, rating codes (1..5, or 1..10 for
+    half stars), timestamps."""
     rng = _rng(spec, _USERS, b)
     u0 = b * BLOCK_USERS
     k = world.k[u0 : u0 + BLOCK_USERS]
@@ -390,7 +418,7 @@ def _block(
     hu, hm = _sample_dense(rng, world, pi, dense_users, k)
     u, mv = np.concatenate([lu, hu]), np.concatenate([lm, hm])
 
-    # Rating value: biases + taste affinity + noise, cut into 1..5.
+    # Rating value: biases + taste affinity + noise, cut into the scale's levels.
     d = spec.n_factors
     user_z = theta @ world.centroids + 0.5 * rng.standard_normal((n_local, d))
     user_z = user_z.astype(np.float32)
@@ -410,7 +438,8 @@ def _block(
         + spec.noise_std * noise
     )
     if calib is None:
-        cuts = np.quantile(latent, np.cumsum(RATING_SHARES)[:4])
+        shares = HALF_STAR_SHARES if spec.half_stars else RATING_SHARES
+        cuts = np.quantile(latent, np.cumsum(shares)[:-1])
         calib = _Calibration(aff_mean, aff_std, cuts)
     rating = (np.searchsorted(calib.cuts, latent) + 1).astype(np.int8)
 
@@ -436,8 +465,9 @@ def generate_chunks(
     """Yield the dataset block by block (``BLOCK_USERS`` users each, in user order).
 
     Each item is ``(user_ids, movie_ids, ratings, timestamps)``, all shape (rows,): int64 1-based
-    ids, int8 ratings 1..5, int64 seconds; rows grouped by user, timestamps non-decreasing per
-    user. Concatenated, the blocks hold exactly ``spec.n_ratings`` rows.
+    ids, int8 rating codes (1..5; half stars 1..10 for 0.5..5.0), int64 seconds; rows grouped
+    by user, timestamps non-decreasing per user. Concatenated, the blocks hold exactly
+    ``spec.n_ratings`` rows.
     """
     world = _build_world(spec)
     calib: _Calibration | None = None
@@ -503,60 +533,119 @@ def movie_titles_and_genres(spec: GeneratorSpec) -> tuple[list[str], list[str]]:
 
 
 def format_dat_lines(columns: list[np.ndarray]) -> bytes:
-    """Non-negative integer columns, each shape (rows,), as ``a::b::c\\n`` lines (ASCII bytes).
+    """Non-negative integer columns, each shape (rows,), as ``a::b::c\\n`` lines (ASCII bytes)."""
+    return format_lines(columns, b"::")
 
-    Vectorised: digits go into a fixed-width uint8 matrix, leading-zero pad bytes are dropped.
+
+def format_lines(columns: list, sep: bytes) -> bytes:
+    """Columns, each shape (rows,), as ``sep``-separated lines (ASCII bytes). A column is a
+    non-negative integer array (written in decimal) or ``(codes, texts)``: code c written as
+    ``texts[c]`` (bytes without NUL).
+
+    Vectorised: each column goes into a fixed-width uint8 matrix whose pad bytes (0, which
+    replace leading zeros and fill short texts) are dropped at the end.
     """
-    rows = columns[0].size
+    rows = (columns[0][0] if isinstance(columns[0], tuple) else columns[0]).size
     if rows == 0:
         return b""
     parts: list[np.ndarray] = []
     for j, col in enumerate(columns):
-        col = col.astype(np.int64, copy=False)
-        if col.min() < 0:
-            raise ValueError("format_dat_lines writes non-negative integers only")
-        width = max(1, len(str(int(col.max()))))
-        digits = np.empty((rows, width), dtype=np.uint8)
-        rest = col.copy()
-        for p in range(width - 1, -1, -1):
-            digits[:, p] = rest % 10 + 48
-            rest //= 10
-        if width > 1:  # pad bytes (0) replace leading zeros, the last digit always stays
-            power = 10 ** np.arange(width - 1, 0, -1, dtype=np.int64)
-            digits[:, : width - 1][col[:, None] < power[None, :]] = 0
-        parts.append(digits)
-        sep = b"\n" if j == len(columns) - 1 else b"::"
-        parts.append(np.broadcast_to(np.frombuffer(sep, dtype=np.uint8), (rows, len(sep))))
+        parts.append(_text_matrix(*col) if isinstance(col, tuple) else _digit_matrix(col))
+        end = b"\n" if j == len(columns) - 1 else sep
+        parts.append(np.broadcast_to(np.frombuffer(end, dtype=np.uint8), (rows, len(end))))
     block = np.hstack(parts)
     return block[block != 0].tobytes()
 
 
-def _write_movies(spec: GeneratorSpec, path: Path) -> None:
+def _digit_matrix(col: np.ndarray) -> np.ndarray:
+    """(rows, width) uint8: the decimal digits of ``col``, leading zeros as pad bytes."""
+    col = col.astype(np.int64, copy=False)
+    if col.min() < 0:
+        raise ValueError("format_lines writes non-negative integers only")
+    width = max(1, len(str(int(col.max()))))
+    digits = np.empty((col.size, width), dtype=np.uint8)
+    rest = col.copy()
+    for p in range(width - 1, -1, -1):
+        digits[:, p] = rest % 10 + 48
+        rest //= 10
+    if width > 1:  # pad bytes (0) replace leading zeros, the last digit always stays
+        power = 10 ** np.arange(width - 1, 0, -1, dtype=np.int64)
+        digits[:, : width - 1][col[:, None] < power[None, :]] = 0
+    return digits
+
+
+def _text_matrix(codes: np.ndarray, texts: list[bytes]) -> np.ndarray:
+    """(rows, width) uint8: ``texts[code]`` of each code, right-padded with pad bytes."""
+    width = max(len(t) for t in texts)
+    table = np.zeros((len(texts), width), dtype=np.uint8)
+    for i, text in enumerate(texts):
+        table[i, : len(text)] = np.frombuffer(text, dtype=np.uint8)
+    return table[np.asarray(codes, dtype=np.int64)]
+
+
+def rating_texts(half_stars: bool, fmt: str) -> list[bytes]:
+    """The text of each rating code (index 0 unused): ``4`` / ``3.5`` in ``dat`` and ``tab``
+    files, ``4.0`` / ``3.5`` in ``csv`` files (as MovieLens writes them)."""
+    values = [c / 2 if half_stars else float(c) for c in range(11 if half_stars else 6)]
+    if fmt == "csv":
+        return [f"{v:.1f}".encode() for v in values]
+    return [(f"{v:g}").encode() for v in values]
+
+
+def _write_movies(spec: GeneratorSpec, path: Path, fmt: str) -> None:
+    """``movies.dat`` (latin-1 ``::``), ``u.item`` (latin-1 ``|``, 100k's 24 fields) or
+    ``movies.csv`` (UTF-8, header, titles quoted when they hold a comma or a quote)."""
     titles, genres = movie_titles_and_genres(spec)
-    text = "".join(
-        f"{i + 1}::{t}::{g}\n" for i, (t, g) in enumerate(zip(titles, genres, strict=True))
-    )
+    pairs = enumerate(zip(titles, genres, strict=True))
+    if fmt == "dat":
+        text, encoding = "".join(f"{i + 1}::{t}::{g}\n" for i, (t, g) in pairs), "latin-1"
+    elif fmt == "tab":
+        flags = ["|".join("1" if name in g.split("|") else "0" for name in ("unknown", *GENRES))
+                 for g in genres]  # fmt: skip
+        text = "".join(
+            f"{i + 1}|{t}|01-Jan-{t[-5:-1]}||http://example.org/{i + 1}|{flags[i]}\n"
+            for i, (t, _) in pairs
+        )
+        encoding = "latin-1"
+    else:
+        text = MOVIES_CSV_HEADER + "".join(f"{i + 1},{csv_quote(t)},{g}\n" for i, (t, g) in pairs)
+        encoding = "utf-8"
     tmp = path.with_name(path.name + ".tmp")
-    tmp.write_bytes(text.encode("latin-1"))
+    tmp.write_bytes(text.encode(encoding))
     os.replace(tmp, path)
 
 
-def write_dataset(spec: GeneratorSpec, out_dir: str, chunk_users: int = 16_384) -> dict[str, Any]:
-    """Write ``ratings.dat``, ``movies.dat`` (latin-1), ``train.dat``/``test.dat`` when
-    ``spec.test_fraction > 0``, and ``generate_summary.json`` under ``out_dir`` (a local path).
+def csv_quote(text: str) -> str:
+    """A CSV field: quoted (quotes doubled) when it holds a comma or a quote."""
+    if "," in text or '"' in text:
+        return '"' + text.replace('"', '""') + '"'
+    return text
+
+
+def write_dataset(
+    spec: GeneratorSpec, out_dir: str, chunk_users: int = 16_384, fmt: str = "dat"
+) -> dict[str, Any]:
+    """Write the ratings, the movies and, when ``spec.test_fraction > 0``, the train and test
+    splits in the shape of ``fmt`` (``FORMATS``: ``ratings.dat``, ``movies.dat``,
+    ``train.dat``, ``test.dat`` for ``dat``), and ``generate_summary.json``, under ``out_dir``
+    (a local path).
 
     Files are written to ``*.tmp`` and renamed, so a re-run replaces them whole. The bytes
-    depend only on ``spec`` (not on ``chunk_users``, which only sets how much is formatted at
-    once). Returns the summary dict.
+    depend only on ``spec`` and ``fmt`` (not on ``chunk_users``, which only sets how much is
+    formatted at once). Returns the summary dict.
     """
+    if fmt not in FORMATS:
+        raise ValueError(f"format must be one of {', '.join(FORMATS)}, got {fmt!r}")
     started = time.perf_counter()
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    names = ["ratings.dat"] + (["train.dat", "test.dat"] if spec.test_fraction > 0 else [])
-    tally = _write_rating_files(spec, out, names, chunk_users, started)
-    _write_movies(spec, out / "movies.dat")
-    mean = tally.mean_rating()
-    summary = _summary(spec, tally, mean, sorted(names + ["movies.dat"]), started)
+    ratings, train, test, movies = FORMATS[fmt]
+    names = [ratings] + ([train, test] if spec.test_fraction > 0 else [])
+    tally = _write_rating_files(spec, out, names, chunk_users, started, fmt)
+    _write_movies(spec, out / movies, "csv" if fmt == "parquet" else fmt)
+    mean = tally.mean_rating(0.5 if spec.half_stars else 1.0)
+    summary = _summary(spec, tally, mean, sorted(names + [movies]), started)
+    summary["format"] = fmt
     (out / "generate_summary.json").write_text(json.dumps(summary, indent=2, sort_keys=True) + "\n")
     log.info(
         "wrote %s: %d users, %d movies, %d ratings, mean %.3f in %.1f s",
@@ -569,7 +658,7 @@ def write_dataset(spec: GeneratorSpec, out_dir: str, chunk_users: int = 16_384) 
 class _Tally:
     """Running totals of the generated rows, for the summary."""
 
-    rating_counts: np.ndarray  # (6,) rows per rating value (index 0 unused)
+    rating_counts: np.ndarray  # (levels + 1,) rows per rating code (index 0 unused)
     movie_counts: np.ndarray  # (n_movies + 1,) rows per movie id (index 0 unused)
     n_rows: int = 0
     n_test: int = 0
@@ -577,42 +666,48 @@ class _Tally:
     t_max: int = 0
 
     def add(self, u: np.ndarray, m: np.ndarray, r: np.ndarray, t: np.ndarray) -> None:
-        """Count one block's rows (user ids, movie ids, ratings, timestamps)."""
-        self.rating_counts += np.bincount(r, minlength=6)
+        """Count one block's rows (user ids, movie ids, rating codes, timestamps)."""
+        self.rating_counts += np.bincount(r, minlength=self.rating_counts.size)
         self.movie_counts += np.bincount(m, minlength=self.movie_counts.size)
         self.n_rows += u.size
         self.t_min, self.t_max = min(self.t_min, int(t.min())), max(self.t_max, int(t.max()))
 
-    def mean_rating(self) -> float:
-        return float((self.rating_counts * np.arange(6)).sum() / max(self.n_rows, 1))
+    def mean_rating(self, step: float = 1.0) -> float:
+        """The mean rating, for codes worth ``step`` each (0.5 for half stars)."""
+        values = np.arange(self.rating_counts.size) * step
+        return float((self.rating_counts * values).sum() / max(self.n_rows, 1))
 
 
 def _write_rating_files(
-    spec: GeneratorSpec, out: Path, names: list[str], chunk_users: int, started: float
-) -> _Tally:
-    """Generate the ratings into the files ``names`` under ``out``: each written to ``*.tmp``,
-    renamed when all are complete, removed when generation fails."""
+    spec: GeneratorSpec, out: Path, names: list[str], chunk_users: int, started: float,
+    fmt: str = "dat",
+) -> _Tally:  # fmt: skip
+    """Generate the ratings into the files ``names`` (ratings[, train, test]) under ``out``:
+    each written to ``*.tmp``, renamed when all are complete, removed when generation fails."""
     tmps = {name: out / (name + ".tmp") for name in names}
-    handles = {name: tmps[name].open("wb") for name in names}
+    writer = _parquet_writers if fmt == "parquet" else _text_writers
+    handles = writer(spec, tmps, fmt)
     try:
         tally = _stream_blocks(spec, handles, chunk_users, started)
     except BaseException:
+        handles.close()
         for name in names:
-            handles[name].close()
             tmps[name].unlink(missing_ok=True)
         raise
-    for fh in handles.values():
-        fh.close()
+    handles.close()
     for name in names:
         os.replace(tmps[name], out / name)
     return tally
 
 
 def _stream_blocks(
-    spec: GeneratorSpec, handles: dict[str, BinaryIO], chunk_users: int, started: float
+    spec: GeneratorSpec, handles: dict[str, Any], chunk_users: int, started: float
 ) -> _Tally:
     """Generate every block into ``handles``, formatting about ``chunk_users`` users at once."""
-    tally = _Tally(np.zeros(6, dtype=np.int64), np.zeros(spec.n_movies + 1, dtype=np.int64))
+    levels = 10 if spec.half_stars else 5
+    tally = _Tally(
+        np.zeros(levels + 1, dtype=np.int64), np.zeros(spec.n_movies + 1, dtype=np.int64)
+    )
     blocks_per_chunk = max(1, chunk_users // BLOCK_USERS)
     pending: list[tuple[np.ndarray, ...]] = []
     for b, (u, m, r, t) in enumerate(generate_chunks(spec)):
@@ -633,20 +728,71 @@ def _stream_blocks(
 
 
 def _write_blocks(
-    handles: dict[str, BinaryIO], pending: list[tuple[np.ndarray, ...]], with_test: bool
+    handles: dict[str, Any], pending: list[tuple[np.ndarray, ...]], with_test: bool
 ) -> int:
-    """Write the ``pending`` blocks (user, movie, rating, timestamp, holdout mask) to
-    ``ratings.dat`` and, ``with_test``, to ``train.dat``/``test.dat``, and empty ``pending``;
-    returns the number of test rows written."""
+    """Write the ``pending`` blocks (user, movie, rating, timestamp, holdout mask) to the
+    ratings file and, ``with_test``, to the train and test files (``handles`` in that order:
+    each a function of the four columns), and empty ``pending``; returns the number of test
+    rows written."""
     cols = [np.concatenate([p[j] for p in pending]) for j in range(5)]
     pending.clear()
-    handles["ratings.dat"].write(format_dat_lines(cols[:4]))
+    write = list(handles.values())
+    write[0](cols[:4])
     if not with_test:
         return 0
     test = cols[4]
-    handles["train.dat"].write(format_dat_lines([c[~test] for c in cols[:4]]))
-    handles["test.dat"].write(format_dat_lines([c[test] for c in cols[:4]]))
+    write[1]([c[~test] for c in cols[:4]])
+    write[2]([c[test] for c in cols[:4]])
     return int(test.sum())
+
+
+class _Writers(dict):
+    """name -> a function writing (user, movie, rating code, timestamp) columns to that file;
+    ``close()`` closes every file."""
+
+    def __init__(self, writers: dict[str, Any], closers: list[Any]) -> None:
+        super().__init__(writers)
+        self.closers = closers
+
+    def close(self) -> None:
+        for close in self.closers:
+            close()
+
+
+def _text_writers(spec: GeneratorSpec, tmps: dict[str, Path], fmt: str) -> _Writers:
+    """Text files of ``fmt`` (``::``, tab or CSV with its header)."""
+    sep = {"dat": b"::", "tab": b"\t", "csv": b","}[fmt]
+    texts = rating_texts(spec.half_stars, fmt)
+    files = {name: path.open("wb") for name, path in tmps.items()}
+
+    def writer(fh: BinaryIO):
+        if fmt == "csv":
+            fh.write(CSV_HEADER)
+        return lambda cols: fh.write(format_lines([cols[0], cols[1], (cols[2], texts), cols[3]],
+                                                  sep))  # fmt: skip
+
+    return _Writers({n: writer(fh) for n, fh in files.items()}, [fh.close for fh in files.values()])
+
+
+def _parquet_writers(spec: GeneratorSpec, tmps: dict[str, Path], fmt: str) -> _Writers:
+    """Parquet files with the CSV's column names (int32 ids, float32 ratings, int64 seconds)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    schema = pa.schema([("userId", pa.int32()), ("movieId", pa.int32()),
+                        ("rating", pa.float32()), ("timestamp", pa.int64())])  # fmt: skip
+    step = 0.5 if spec.half_stars else 1.0
+    files = {name: pq.ParquetWriter(str(path), schema) for name, path in tmps.items()}
+
+    def writer(pw):
+        def write(cols):
+            arrays = [cols[0].astype(np.int32), cols[1].astype(np.int32),
+                      (cols[2] * step).astype(np.float32), cols[3].astype(np.int64)]  # fmt: skip
+            pw.write_table(pa.Table.from_arrays(arrays, schema=schema))
+
+        return write
+
+    return _Writers({n: writer(pw) for n, pw in files.items()}, [pw.close for pw in files.values()])
 
 
 def _summary(
@@ -662,7 +808,10 @@ def _summary(
         "n_test": tally.n_test,
         "seed": spec.seed,
         "mean_rating": round(mean, 4),
-        "rating_counts": {str(v): int(tally.rating_counts[v]) for v in range(1, 6)},
+        "rating_counts": {
+            f"{v * (0.5 if spec.half_stars else 1):g}": int(tally.rating_counts[v])
+            for v in range(1, tally.rating_counts.size)
+        },
         "timestamp_min": tally.t_min,
         "timestamp_max": tally.t_max,
         "files": files,

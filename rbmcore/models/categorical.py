@@ -1,12 +1,17 @@
 """RBMs whose visible units are the rated items only, each a K-way categorical unit.
 
-- ``binary`` kind (K=2): the tutorial's like/dislike RBM done right. State 1 = like (rating >= 3),
-  state 0 = dislike. Unrated items are *missing*: they are not units of the user's RBM, add
-  nothing to p(h|v) and are not reconstructed. A 2-state unit with its own weights per state is
-  the binary unit plus the "rated" indicator of the conditional RBM (Salakhutdinov et al. 2007),
-  so a dislike moves the hidden units differently from a missing rating.
-- ``softmax`` kind (K=5): the softmax RBM of Salakhutdinov, Mnih & Hinton (2007); state k-1 is
-  rating k; predicted rating = expected value; p(like) = P(rating >= 3).
+- ``binary`` kind (K=2): the tutorial's like/dislike RBM done right. State 1 = like (a rating
+  at or above the scale's like threshold: 3 on five stars), state 0 = dislike. Unrated items are
+  *missing*: they are not units of the user's RBM, add nothing to p(h|v) and are not
+  reconstructed. A 2-state unit with its own weights per state is the binary unit plus the
+  "rated" indicator of the conditional RBM (Salakhutdinov et al. 2007), so a dislike moves the
+  hidden units differently from a missing rating.
+- ``softmax`` kind: the softmax RBM of Salakhutdinov, Mnih & Hinton (2007), one state per level
+  of the rating scale (K=5 on five stars, 10 on half stars) or the levels merged into ``states``
+  states (``rbmcore.data.scale.rating_states``); predicted rating = expected value on the
+  scale; p(like) = P(state at or above the like threshold).
+
+The ratings a model reads are codes 1..levels of its ``scale`` (``rbmcore.data.scale``).
 
 Weights ``W[item * K + state, hidden]`` are shared by all users, so ``p(h | V)`` is an
 ``embedding_bag`` sum over the user's rated (item, state) units: O(ratings x hidden).
@@ -15,13 +20,15 @@ Weights ``W[item * K + state, hidden]`` are shared by all users, so ``p(h | V)``
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from rbmcore.data.batch import UserBatch
-from rbmcore.data.csr import LIKE_THRESHOLD, RatingsCSR
+from rbmcore.data.csr import RatingsCSR
+from rbmcore.data.scale import RatingScale, StateMap, like_states, rating_states
 from rbmcore.ops.sampling import sample_of_logits, uniforms
 from rbmcore.ops.sparse import (
     entry_dots,
@@ -32,7 +39,19 @@ from rbmcore.ops.sparse import (
     stable_order,
 )
 
-STATES_BY_KIND = {"binary": 2, "softmax": 5}
+CATEGORICAL_KINDS = ("binary", "softmax")
+
+
+def state_map(kind: str, scale: RatingScale, states: int = 0) -> StateMap:
+    """The visible states of a ``kind`` RBM over ``scale`` (``states``: the softmax kind's
+    number of states, 0 = one per level)."""
+    if kind not in CATEGORICAL_KINDS:
+        raise ValueError(f"unknown kind {kind!r}; expected one of {CATEGORICAL_KINDS}")
+    if scale.implicit:
+        raise ValueError(
+            f"the {kind} kind needs ratings; implicit data (no rating) train the rated kind"
+        )
+    return like_states(scale) if kind == "binary" else rating_states(scale, states)
 
 
 def state_count_gap(
@@ -111,14 +130,26 @@ class CategoricalRBM(nn.Module):
         kind: str,
         generator: torch.Generator | None = None,
         init_std: float = 0.01,
+        scale: RatingScale | dict | None = None,
+        states: int = 0,
     ) -> None:
         super().__init__()
-        if kind not in STATES_BY_KIND:
-            raise ValueError(f"unknown kind {kind!r}; expected one of {sorted(STATES_BY_KIND)}")
+        self.scale = scale if isinstance(scale, RatingScale) else RatingScale.from_dict(scale)
+        states_map = state_map(kind, self.scale, states)
         self.kind = kind
         self.n_items = n_items
-        self.n_states = STATES_BY_KIND[kind]
+        self.n_states = states_map.n_states
         self.n_hidden = n_hidden
+        self.first_like = states_map.first_like
+        # code -> state and state -> rating value; derived from the scale, not saved
+        self.register_buffer(
+            "state_of_code", torch.as_tensor(states_map.state_of_code), persistent=False
+        )
+        self.register_buffer(
+            "state_values",
+            torch.as_tensor(states_map.values, dtype=torch.float32),
+            persistent=False,
+        )
         w = torch.randn(n_items * self.n_states, n_hidden, generator=generator) * init_std
         self.W = nn.Parameter(w)
         self.b_v = nn.Parameter(torch.zeros(n_items, self.n_states))
@@ -133,15 +164,12 @@ class CategoricalRBM(nn.Module):
 
     # -- encoding ------------------------------------------------------------------------
     def states_of(self, ratings: torch.Tensor) -> torch.Tensor:
-        """(nnz,) ratings 1..5 -> (nnz,) visible states 0..K-1."""
-        if self.kind == "binary":
-            return (ratings >= LIKE_THRESHOLD).long()
-        return ratings.long() - 1
+        """(nnz,) rating codes 1..levels -> (nnz,) visible states 0..K-1."""
+        return self.state_of_code.to(ratings.device)[ratings.long()]
 
     def like_states(self) -> torch.Tensor:
-        """The states that count as "like" (rating >= 3)."""
-        first = 1 if self.kind == "binary" else LIKE_THRESHOLD - 1
-        return torch.arange(first, self.n_states)
+        """The states that count as "like" (at or above the scale's like threshold)."""
+        return torch.arange(self.first_like, self.n_states)
 
     def init_visible_biases(self, csr: RatingsCSR, smoothing: float = 1.0) -> None:
         """b_v[i, k] = log of item i's smoothed state frequencies (Hinton's practical guide)."""
@@ -459,15 +487,15 @@ class CategoricalRBM(nn.Module):
         return torch.softmax(logits + offsets.unsqueeze(1), dim=-1)
 
     def p_like(self, probs: torch.Tensor) -> torch.Tensor:
-        """(..., K) state probabilities -> (...) P(rating >= 3)."""
-        return probs[..., self.like_states().to(probs.device)].sum(-1)
+        """(..., K) state probabilities -> (...) P(like)."""
+        return probs[..., self.first_like :].sum(-1)
 
     def expected_rating(self, probs: torch.Tensor) -> torch.Tensor | None:
-        """(..., K) -> (...) expected rating; None for the binary kind (no rating scale)."""
+        """(..., K) -> (...) expected rating on the scale; None for the binary kind (its two
+        states do not say which rating)."""
         if self.kind != "softmax":
             return None
-        scale = torch.arange(1, self.n_states + 1, dtype=probs.dtype, device=probs.device)
-        return probs @ scale
+        return probs @ self.state_values.to(probs.dtype)
 
     def like_logit_weights(
         self, units: torch.Tensor | None = None
@@ -510,5 +538,17 @@ class CategoricalRBM(nn.Module):
             out["pred_rating"] = rating
         return out
 
-    def hyperparameters(self) -> dict[str, int | str]:
-        return {"kind": self.kind, "n_items": self.n_items, "n_hidden": self.n_hidden}
+    def users_with_weights(self) -> None:
+        """No per-user weights: any user is scored from their ratings alone."""
+        return None
+
+    def hyperparameters(self) -> dict[str, Any]:
+        hyper: dict[str, Any] = {
+            "kind": self.kind,
+            "n_items": self.n_items,
+            "n_hidden": self.n_hidden,
+            "scale": self.scale.to_dict(),
+        }
+        if self.kind == "softmax":
+            hyper["states"] = self.n_states
+        return hyper

@@ -15,6 +15,7 @@ import torch
 
 from rbmcore.data.batch import UserBatch
 from rbmcore.data.csr import RatingsCSR
+from rbmcore.data.scale import RatingScale
 
 
 @runtime_checkable
@@ -27,6 +28,7 @@ class Recommender(Protocol):
     n_models: int  # RBMs averaged (1 for a single RBM and for a hybrid as a whole)
     n_states: int  # dense floats per (user, item) while scoring, for chunk sizing
     output_columns: tuple[str, ...]  # score_all's outputs besides "score", export order
+    scale: RatingScale  # what the rating codes it reads mean, and its like threshold
 
     def init_visible_biases(self, csr: RatingsCSR) -> None:
         """Visible biases from the training users' rows ``csr`` (before training)."""
@@ -45,6 +47,12 @@ class Recommender(Protocol):
 
     def hyperparameters(self) -> dict[str, Any]:
         """What ``rbmcore.models.factory.model_from_tensors`` rebuilds the model from."""
+        ...
+
+    def users_with_weights(self) -> torch.Tensor | None:
+        """(n,) int64 ascending ids of the users the model holds weights of its own for (the
+        training users of its item-based ways); None when it has no per-user weights. Any
+        other user is scored from their ratings alone (fold-in)."""
         ...
 
 

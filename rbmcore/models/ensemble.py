@@ -19,6 +19,13 @@ from torch import nn
 
 from rbmcore.data.batch import UserBatch
 from rbmcore.data.csr import RatingsCSR
+from rbmcore.data.scale import RatingScale
+
+
+def union_of_users(parts: list[torch.Tensor | None]) -> torch.Tensor | None:
+    """The ascending union of some models' ``users_with_weights`` (None when none has any)."""
+    held = [p for p in parts if p is not None]
+    return torch.unique(torch.cat(held)) if held else None
 
 
 class EnsembleRBM(nn.Module):
@@ -33,6 +40,10 @@ class EnsembleRBM(nn.Module):
     @property
     def kind(self) -> str:
         return self.members[0].kind
+
+    @property
+    def scale(self) -> RatingScale:
+        return self.members[0].scale
 
     @property
     def n_items(self) -> int:
@@ -71,6 +82,10 @@ class EnsembleRBM(nn.Module):
     ) -> dict[str, torch.Tensor]:
         """(n,) the members' predictions of query pairs (rows[n] of batch, items[n]), averaged."""
         return self._mean([m.predict_pairs(batch, items, rows) for m in self.members])
+
+    def users_with_weights(self) -> torch.Tensor | None:
+        """The members' users with weights, together."""
+        return union_of_users([m.users_with_weights() for m in self.members])
 
     def hyperparameters(self) -> dict[str, Any]:
         return {**self.members[0].hyperparameters(), "n_models": self.n_models}

@@ -18,6 +18,8 @@ from torch import nn
 
 from rbmcore.data.batch import UserBatch
 from rbmcore.data.csr import RatingsCSR
+from rbmcore.data.scale import RatingScale
+from rbmcore.models.ensemble import union_of_users
 
 DEFAULT_ALPHA = 1.0  # the combination before validation chooses one
 
@@ -37,6 +39,10 @@ class HybridRBM(nn.Module):
         self.rated = rated
         self.like = like
         self.register_buffer("alpha", torch.tensor(float(alpha)))
+
+    @property
+    def scale(self) -> RatingScale:
+        return self.like.scale
 
     @property
     def n_items(self) -> int:
@@ -79,6 +85,10 @@ class HybridRBM(nn.Module):
         """(n,) p_like (and pred_rating) of query pairs, from the like sub-model."""
         return self.like.predict_pairs(batch, items, rows)
 
+    def users_with_weights(self) -> torch.Tensor | None:
+        """The users either part holds weights for."""
+        return union_of_users([self.rated.users_with_weights(), self.like.users_with_weights()])
+
     def hyperparameters(self) -> dict[str, Any]:
         hyper = {
             "kind": self.kind,
@@ -89,7 +99,11 @@ class HybridRBM(nn.Module):
             "rated_hidden": self.rated.n_hidden,
             "rated_models": self.rated.n_models,
             "alpha": float(self.alpha),
+            "scale": self.like.scale.to_dict(),
         }
+        like = self.like.hyperparameters()
+        if "states" in like:  # a softmax like part's states
+            hyper["like_states"] = like["states"]
         for part in ("rated", "like"):  # a two-way part's (each member's) item-based way
             item_based = getattr(self, part).hyperparameters().get("item_based")
             if item_based:

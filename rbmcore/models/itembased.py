@@ -21,6 +21,7 @@ from torch import nn
 
 from rbmcore.data.batch import UserBatch, to_batch
 from rbmcore.data.csr import RatingsCSR, transpose_csr
+from rbmcore.data.scale import RatingScale
 from rbmcore.models.categorical import state_gap
 
 ITEM_STATE_CHUNK = 4096  # items per pass when computing the item hidden states
@@ -50,6 +51,10 @@ class ItemBasedRBM(nn.Module):
     @property
     def kind(self) -> str:
         return self.inner.kind
+
+    @property
+    def scale(self) -> RatingScale:
+        return self.inner.scale
 
     @property
     def n_items(self) -> int:
@@ -184,6 +189,10 @@ class ItemBasedRBM(nn.Module):
         if rating is not None:
             out["pred_rating"] = rating
         return out, known
+
+    def users_with_weights(self) -> torch.Tensor:
+        """The training users, whose visible units these are."""
+        return self.user_ids
 
     def hyperparameters(self) -> dict[str, int]:
         return {

@@ -16,12 +16,15 @@ RBMs, still an RBM model family. Weights are stacked: ``W`` is (n_models, n_item
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from rbmcore.data.batch import UserBatch
 from rbmcore.data.csr import RatingsCSR
+from rbmcore.data.scale import RatingScale
 from rbmcore.ops.sampling import sample_of_logits, skip_sample
 
 
@@ -40,8 +43,12 @@ class RatedRBM(nn.Module):
         generator: torch.Generator | None = None,
         init_std: float = 0.01,
         n_models: int = 1,
+        scale: RatingScale | dict | None = None,
     ) -> None:
         super().__init__()
+        # the ratings' scale, recorded (and used for the like metrics): this kind reads only
+        # which items were rated, so it serves implicit data too
+        self.scale = scale if isinstance(scale, RatingScale) else RatingScale.from_dict(scale)
         self.n_items = n_items
         self.n_hidden = n_hidden
         self.n_models = n_models
@@ -166,10 +173,15 @@ class RatedRBM(nn.Module):
         logits = (h * self.W[:, items]).sum(-1) + self.b_v[:, items]
         return {"p_like": torch.sigmoid(logits).mean(0)}
 
-    def hyperparameters(self) -> dict[str, int | str]:
+    def users_with_weights(self) -> None:
+        """No per-user weights: any user is scored from their ratings alone."""
+        return None
+
+    def hyperparameters(self) -> dict[str, Any]:
         return {
             "kind": self.kind,
             "n_items": self.n_items,
             "n_hidden": self.n_hidden,
             "n_models": self.n_models,
+            "scale": self.scale.to_dict(),
         }

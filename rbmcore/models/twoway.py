@@ -17,6 +17,7 @@ from torch import nn
 
 from rbmcore.data.batch import UserBatch
 from rbmcore.data.csr import RatingsCSR
+from rbmcore.data.scale import RatingScale
 from rbmcore.models.itembased import ItemBasedRBM
 
 DEFAULT_WEIGHT = 0.5  # the blend before validation chooses one
@@ -37,6 +38,10 @@ class TwoWayRBM(nn.Module):
     @property
     def kind(self) -> str:
         return self.user.kind
+
+    @property
+    def scale(self) -> RatingScale:
+        return self.user.scale
 
     @property
     def n_items(self) -> int:
@@ -89,6 +94,11 @@ class TwoWayRBM(nn.Module):
         """(n,) predictions of query pairs (rows[n] of batch, items[n]), blended."""
         item_out, known = self.item.predict_pairs_known(batch, items, rows)
         return self._blend(self.user.predict_pairs(batch, items, rows), item_out, known)
+
+    def users_with_weights(self) -> torch.Tensor:
+        """The item-based way's training users (blended); the others get the user-based
+        prediction alone."""
+        return self.item.users_with_weights()
 
     def hyperparameters(self) -> dict[str, Any]:
         return {**self.user.hyperparameters(), "item_based": self.item.hyperparameters()}

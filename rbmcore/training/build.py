@@ -6,6 +6,7 @@ import logging
 
 import torch
 
+from rbmcore.data.scale import STARS, RatingScale
 from rbmcore.models.contract import Recommender
 from rbmcore.models.factory import build_hybrid, build_model
 from rbmcore.training.config import AUTO_ITEM_CELLS, TrainConfig
@@ -40,9 +41,11 @@ def model_for_config(
     n_items: int,
     generator: torch.Generator | None = None,
     n_users: int | None = None,
+    scale: RatingScale = STARS,
 ) -> Recommender:
     """A freshly initialised model of ``config.kind`` with the config's sizes; ``n_users``
-    (the training users) sizes item-based ways (``item_based``)."""
+    (the training users) sizes item-based ways (``item_based``); ``scale``: the training
+    ratings' scale (ingest's), which the like and rating models encode."""
     if config.kind == "hybrid":
         rated, like = config.part("rated"), config.part("like")
         return build_hybrid(
@@ -55,8 +58,12 @@ def model_for_config(
             like_models=like.n_models or 1,
             rated_item=item_way_sizes(rated, n_users, n_items),
             like_item=item_way_sizes(like, n_users, n_items),
+            scale=scale,
+            like_states=like.softmax_states,
         )
-    params = {"n_models": config.n_models or 1}
+    params: dict = {"n_models": config.n_models or 1, "scale": scale}
+    if config.kind == "softmax":
+        params["states"] = config.softmax_states
     item_based = item_way_sizes(config, n_users, n_items)
     if item_based:
         params["item_based"] = item_based

@@ -144,6 +144,9 @@ class TrainConfig:
     seed: int = 42
     device: str = "auto"
     like_kind: str = "binary"  # hybrid: the like sub-model's kind ("softmax" adds pred_rating)
+    # the softmax kind's visible states: 0 = one per level of the rating scale (10 on half
+    # stars), N = the levels merged into N (rbmcore.data.scale.rating_states; docs/models.md)
+    softmax_states: int = 0
     item_based: bool | str | None = None  # also an item-based RBM (a two-way model); or "auto"
     item_batch: int = 20  # items per update of the item-based way
     item: dict[str, Any] = field(default_factory=dict)  # overrides for the item-based way

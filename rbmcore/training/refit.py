@@ -21,6 +21,7 @@ import torch
 
 from rbmcore.data.batch import BatchSource, ratings_in
 from rbmcore.data.csr import RatingsCSR
+from rbmcore.data.scale import STARS, RatingScale
 from rbmcore.models.contract import Recommender
 from rbmcore.training.build import model_for_config
 from rbmcore.training.composite import trainer_for
@@ -51,11 +52,14 @@ def copy_choices(source: torch.nn.Module, target: torch.nn.Module) -> None:
         targets[name].copy_(value)
 
 
-def fresh_refit_model(config: TrainConfig, train: RatingsCSR) -> Recommender:
+def fresh_refit_model(
+    config: TrainConfig, train: RatingsCSR, scale: RatingScale = STARS
+) -> Recommender:
     """The refit's starting point: a model built from ``config``'s seed and sizes (its epoch
-    counts do not change it), visible biases from ``train`` (all training ratings)."""
+    counts do not change it) over ``scale``, visible biases from ``train`` (all training
+    ratings)."""
     model = model_for_config(config, train.n_items, torch.Generator().manual_seed(config.seed),
-                             len(train))  # fmt: skip
+                             len(train), scale)  # fmt: skip
     model.init_visible_biases(train)
     return model
 
@@ -80,7 +84,7 @@ def refit_on_all_ratings(
     job saves the refit's model, so it needs one set of weights in memory, not two).
     """
     config = refit_config(selected)
-    model = fresh_refit_model(config, train)
+    model = fresh_refit_model(config, train, selected.model.scale)
     copy_choices(selected.model, model)
     if release_selected:
         selected.release_weights()

@@ -16,9 +16,9 @@ import pytest
 from jobs.common.config import DEFAULT_CONF, deep_merge
 from jobs.common.errors import BadInputError
 from jobs.ingest import main, run_ingest
-from jobs.ingestion.transform import assign_batches
+from jobs.ingestion.transform import user_hash
 from tests.conftest import REPO
-from tests.jobs.support import CONF_TOML, cli, cli_env, one_error_line
+from tests.jobs.support import CONF_TOML, cli, cli_env, exit_of, one_error_line
 
 QUARANTINE_COLUMNS = ["input", "source", "line", "reason"]
 
@@ -234,6 +234,18 @@ HOSTILE = [
     ("1::1::abc::5", "non-numeric rating"),
     ("1::1::3::yesterday", "non-numeric timestamp"),
     ("1\t1\t3\tnow", "non-numeric timestamp"),
+    # ids are canonical digits: "+7", "0010" or "7" with a control byte are not merged with 7
+    ("+7::1::3::5", "non-canonical user id"),
+    ("0010::1::3::5", "non-canonical user id"),
+    ("7\x01::1::3::5", "non-numeric user id"),
+    ("1::+2::3::5", "non-canonical movie id"),
+    ("1::0002::3::5", "non-canonical movie id"),
+    ("1::\x002::3::5", "non-numeric movie id"),
+    ("00::1::3::5", "non-positive user id"),
+    # timestamps are seconds: a millisecond one is out of range and cannot win a duplicate
+    ("9::7::2::978300000", None),
+    ("9::7::5::978300000000", "timestamp out of range"),
+    ("1::1::3::253402300800", "timestamp out of range"),  # 10000-01-01
 ]
 
 
@@ -244,7 +256,8 @@ def hostile_run(spark, tmp_path_factory):
     path = root / "ratings.dat"
     path.write_bytes(data.encode("utf-8"))
     out = root / "out"
-    summary = run_ingest(spark, make_conf(max_bad_fraction=1.0), str(path), str(out))
+    conf = deep_merge(make_conf(max_bad_fraction=1.0), {"ingest": {"rating_scale": "stars"}})
+    summary = run_ingest(spark, conf, str(path), str(out))
     return summary, out
 
 
@@ -263,6 +276,8 @@ def test_hostile_lines_each_quarantined_with_its_reason(spark, hostile_run):
     assert summary["accepted"] + summary["quarantined"] == summary["lines_read"]
     assert sum(summary["reasons"].values()) == bad
     assert summary["reasons"]["rating out of range"] == 3
+    assert summary["reasons"]["non-canonical user id"] == 2
+    assert summary["reasons"]["timestamp out of range"] == 4
     assert summary["bad_fraction"] == pytest.approx(bad / len(HOSTILE), abs=1e-6)
 
 
@@ -273,7 +288,7 @@ def test_hostile_accepted_lines_and_duplicates(spark, hostile_run):
         (0, 1, 3),
         (1, 2, 1),
         (2, 3, 1),
-        (3, 7, 2),
+        (3, 7, 3),
     ]
     train = rows(spark, out / "ingest" / "train", "user_id")
     assert [(r["user_id"], r["items"], r["ratings"]) for r in train] == [
@@ -282,9 +297,10 @@ def test_hostile_accepted_lines_and_duplicates(spark, hostile_run):
         (3, [0], [4]),
         (5, [3], [4]),
         (6, [3], [5]),
+        (9, [3], [2]),  # the seconds timestamp's rating: the millisecond line is quarantined
     ]
     assert summary["duplicates_dropped"] == 3
-    assert summary["ratings"] == 7
+    assert summary["ratings"] == 8
 
 
 # ------------------------------------------------------------------------ compressed, dirs, globs
@@ -363,6 +379,31 @@ def test_empty_and_all_bad_inputs(spark, tmp_path):
     all_bad = write_lines(tmp_path / "bad.dat", ["x::1::5::1", "1::1::9::1"])
     with pytest.raises(BadInputError, match="no valid line"):
         run_ingest(spark, make_conf(max_bad_fraction=1.0), str(all_bad), str(tmp_path / "out2"))
+
+
+def test_truncated_gzip_and_overlong_lines_are_bad_input(spark, tmp_path, capsys):
+    """A truncated .gz ends in exit 3 with one line naming the file, and a line longer than
+    ingest.max_line_bytes (here 1 KiB) is not read into memory: exit 3 for an uncompressed
+    file; nothing is published."""
+    text = "".join(f"{u}::{m}::3::978300000\n" for u in range(1, 300) for m in range(1, 30))
+    packed = gzip.compress(text.encode())
+    (tmp_path / "cut.dat.gz").write_bytes(packed[: len(packed) // 2])
+    code, err = exit_of(lambda: run_ingest(spark, make_conf(), str(tmp_path / "cut.dat.gz"),
+                                           str(tmp_path / "o1")), capsys)  # fmt: skip
+    line = one_error_line(err)
+    assert code == 3 and "cut.dat.gz (EOFException: Unexpected end of input stream)" in line
+    assert read_summary(tmp_path / "o1")["status"] == "failed"
+    lines = text.splitlines(keepends=True)
+    long = "".join(lines[:50]) + "9::9::3::" + "7" * 5000 + "\n" + "".join(lines[50:100])
+    (tmp_path / "long.dat").write_text(long)
+    conf = deep_merge(make_conf(), {"ingest": {"max_line_bytes": 1024}})
+    code, err = exit_of(lambda: run_ingest(spark, conf, str(tmp_path / "long.dat"),
+                                           str(tmp_path / "o2")), capsys)  # fmt: skip
+    line = one_error_line(err)
+    assert code == 3 and "long.dat has lines longer than ingest.max_line_bytes (1024)" in line
+    assert "5010 bytes of them were not read" in line
+    for out in ("o1", "o2"):
+        assert not (tmp_path / out / "ingest").exists()
 
 
 def test_bad_fraction_above_threshold(spark, tmp_path):
@@ -470,7 +511,9 @@ def test_cli_on_u1_matches_pandas_reference(spark, ml100k_dat, tmp_path):
     sizes = pd.Series([r["batch"] for r in train]).value_counts().sort_index()
     assert list(sizes) == [100] * 9 + [43]
     users = spark.createDataFrame([(r["user_id"],) for r in train], "user_id int")
-    expected = {r["user_id"]: r["batch"] for r in assign_batches(users, 100, 7).collect()}
+    hashed = users.select("user_id", user_hash(7).alias("h")).toPandas()
+    ordered = hashed.sort_values(["h", "user_id"])["user_id"].tolist()  # the documented order
+    expected = {user: pos // 100 for pos, user in enumerate(ordered)}
     assert {r["user_id"]: r["batch"] for r in train} == expected
 
     assert (summary["lines_read"], summary["accepted"], summary["quarantined"]) == (80000, 80000, 0)

@@ -32,6 +32,7 @@ def test_operations_section_matches_the_exit_codes_and_layout():
         EXIT_MODEL_FILE,
         BadInputError,
         JobError,
+        StaleModelError,
         UsageError,
     )
     from jobs.storage import layout
@@ -42,13 +43,14 @@ def test_operations_section_matches_the_exit_codes_and_layout():
     text = operations.read_text()
     for where, doc in (("docs/operations.md", text), ("README.md", readme_exit_codes())):
         table = exit_code_table(doc)
-        assert sorted(map(int, table)) == [0, 1, 2, 3, 4, 5, 6, 130], where
+        assert sorted(map(int, table)) == [0, 1, 2, 3, 4, 5, 6, 7, 130], where
         assert JobError.exit_code == 1 and "job error" in table["1"], where
         assert UsageError.exit_code == 2 and "usage" in table["2"], where
         assert BadInputError.exit_code == 3 and "bad input" in table["3"], where
         assert LockHeldError.exit_code == 4 and "lock" in table["4"], where
         assert EXIT_MODEL_FILE == 5 and "model file" in table["5"], where
         assert EXIT_DIVERGED == 6 and "diverged" in table["6"], where
+        assert StaleModelError.exit_code == 7 and "older than" in table["7"], where
     out = "OUT"
     for path in (
         layout.ingest_summary(out),
@@ -56,6 +58,8 @@ def test_operations_section_matches_the_exit_codes_and_layout():
         layout.recommendations_for(out, "D") + "/",
         lock_path(layout.recommendations(out), "D"),
         checkpoint_dir(layout.model_dir(out)) + "/",
+        layout.ingest_dir(out) + "/",
+        layout.fresh_dir(out, "D") + "/",
     ):
         assert f"`{path}" in text, path
     assert f"`{MANIFEST}`" in text and f"`{MARKER}`" in text

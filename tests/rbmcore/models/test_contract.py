@@ -119,3 +119,11 @@ def test_every_kind_and_composite_meets_the_contract(case, tmp_path):
     preds_again = predict_csr(loaded.model, fit_part, held, CPU)
     for name, values in preds.items():
         assert np.array_equal(preds_again[name], values), name
+
+    # per-user weights: the item-based ways' training users, none for user-based models
+    expected = np.sort(fit_part.user_ids) if case[1] in ("two-way", "hybrid") else None
+    for held_users in (model.users_with_weights(), loaded.model.users_with_weights()):
+        if expected is None:
+            assert held_users is None
+        else:
+            assert np.array_equal(held_users.numpy(), expected)
