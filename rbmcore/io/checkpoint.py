@@ -1,7 +1,8 @@
 """Per-epoch training checkpoints: everything needed to resume exactly, written atomically.
 
-A checkpoint is a folder with ``state.safetensors`` (model weights, optimiser momentum,
-best-so-far weights) and ``state.json`` (epoch, history, config, SHA-256 of the tensors).
+A checkpoint is a folder with ``state.safetensors`` (model weights, the optimiser's state:
+SGD's momentum, Adam's moments and step; best-so-far weights) and ``state.json`` (epoch,
+history, config, SHA-256 of the tensors).
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from rbmcore.io.folders import new_stage, recover_folder, replace_folder, sha256
 TENSORS = "state.safetensors"
 META = "state.json"
 META_KEYS = ("epochs_done", "best_epoch", "history", "config", "tensors_sha256")
+OPTIMIZER = "optimizer."  # prefix of the optimiser state's tensors: optimizer.<param>.<name>
 DONE_MARKER = "phase.done"  # written when a stage's training has finished
 # settings a resumed run may change: they do not change the epochs already trained
 RESUMABLE_CHANGES = ("epochs", "device", "refit")
@@ -32,8 +34,9 @@ def save_checkpoint(folder: str | Path, trainer: Any) -> None:
         f"model.{k}": v.detach().cpu().contiguous() for k, v in trainer.model.state_dict().items()
     }
     for i, state in trainer.optimizer.state_dict()["state"].items():
-        if state.get("momentum_buffer") is not None:
-            tensors[f"momentum.{i}"] = state["momentum_buffer"].detach().cpu().contiguous()
+        for name, value in state.items():  # SGD's momentum_buffer; Adam's step, exp_avg, ...
+            if isinstance(value, torch.Tensor):
+                tensors[f"{OPTIMIZER}{i}.{name}"] = value.detach().cpu().contiguous()
     for k, v in (trainer.best_state or {}).items():
         tensors[f"best.{k}"] = v.detach().cpu().contiguous()
     stage = new_stage(folder)
@@ -102,14 +105,25 @@ def load_checkpoint(folder: str | Path, trainer: Any) -> int:
     except (SafetensorError, OSError) as exc:
         raise ModelFileError(f"checkpoint {folder} is unreadable: {exc}") from exc
     trainer.model.load_state_dict(_strip(tensors, "model."))
-    params = [p for group in trainer.optimizer.param_groups for p in group["params"]]
-    for key, value in _strip(tensors, "momentum.").items():
-        trainer.optimizer.state[params[int(key)]]["momentum_buffer"] = value
+    trainer.optimizer.load_state_dict(optimizer_state(trainer.optimizer, tensors))
     best = _strip(tensors, "best.")
     trainer.best_state = best or None
     trainer.best_epoch = meta["best_epoch"]
     trainer.history = meta["history"]
     return int(meta["epochs_done"])
+
+
+def optimizer_state(optimizer: torch.optim.Optimizer, tensors: dict[str, torch.Tensor]):
+    """``optimizer``'s state dict with the per-parameter state of a checkpoint's tensors
+    (``optimizer.<param>.<name>``; ``momentum.<param>``, SGD's, in older checkpoints). The
+    step counts go to the CPU, where ``load_state_dict`` expects them."""
+    state: dict[int, dict[str, torch.Tensor]] = {}
+    for key, value in _strip(tensors, OPTIMIZER).items():
+        index, name = key.split(".", 1)
+        state.setdefault(int(index), {})[name] = value.cpu() if name == "step" else value
+    for key, value in _strip(tensors, "momentum.").items():
+        state.setdefault(int(key), {})["momentum_buffer"] = value
+    return {**optimizer.state_dict(), "state": state}
 
 
 def _strip(tensors: dict[str, torch.Tensor], prefix: str) -> dict[str, torch.Tensor]:
