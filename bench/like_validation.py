@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from bench.quality import load_splits, train_rbm
+from bench.protocol import load_splits, train_rbm
 from rbmcore.data.splits import split_holdout
 from rbmcore.evaluation import heldout_metrics
 from rbmcore.models.twoway import TwoWayRBM
@@ -45,7 +45,7 @@ def main() -> None:
     parser.add_argument("--seeds", default="0,1,2")
     args = parser.parse_args()
     torch.set_num_threads(1)
-    split = load_splits(DATA, [args.split])[0]
+    split = load_splits([args.split], DATA)[0]
     for seed in [int(s) for s in args.seeds.split(",")]:
         fit, held = split_holdout(split.train, 0.1, np.random.default_rng(seed))
         for kind in ("binary", "softmax"):

@@ -15,7 +15,7 @@ from jobs.common.errors import run_main
 COMMANDS = {
     "run": "the whole pipeline: ingest, train, score, evaluate (generates data if none given)",
     "ingest": "validate ratings, quarantine bad lines, write per-user Parquet + vocabulary",
-    "train": "train the RBM on the driver, save the model artifact",
+    "train": "train the model on the driver, save the model artifact",
     "score": "score every user on Spark, publish OUT/recommendations/dt=.../",
     "evaluate": "metrics of an export and the model on the test split",
     "generate": "write a synthetic MovieLens-like data set (:: files)",

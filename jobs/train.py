@@ -1,4 +1,4 @@
-"""Train the RBM on the driver from ingest's per-user batches and save the model artifact.
+"""Train the model on the driver from ingest's per-user batches and save the model artifact.
 
     rbm-reco train --out OUT [--kind binary] [--epochs N] [--resume]
     spark-submit jobs/train.py --out OUT ...
@@ -31,6 +31,7 @@ from jobs.training.data import (
     all_training_data,
     evaluation_sample,
     load_training_data,
+    rbm_only,
     user_based_only,
 )
 from jobs.training.distributor import train_with_distributor
@@ -76,7 +77,7 @@ def run_train(
     if isinstance(batches, StreamingBatches):
         config = user_based_only(config, "streamed training data (train.cache = stream)")
     log.info(
-        "training %s RBM: %d users, %d items, %d ratings, %s hidden, device %s",
+        "training %s model: %d users, %d items, %d ratings, %s hidden, device %s",
         config.kind,
         n_users,
         vocab.n_items,
@@ -132,7 +133,7 @@ def run_train_distributed(
     ``run_train``'s."""
     if resume:
         raise UsageError("--resume is not supported with --distributed (no per-epoch checkpoints)")
-    config = user_based_only(config, "distributed training")
+    config = rbm_only(user_based_only(config, "distributed training"), "distributed training")
     model_path = model_path or layout.model_dir(out)
     vocab = load_vocabulary(spark, out)
     fit_rows, batches, validation, test, n_users, n_ratings = load_training_data(
@@ -186,11 +187,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def train_overrides(args: argparse.Namespace) -> dict[str, dict[str, Any]]:
     """The [train] settings the flags give; ``--epochs`` is every part's maximum, the
-    item-based ways' too (their ``[train.item]`` epochs default to 150, not ``train.epochs``)."""
+    item-based ways' and a deep belief net's upper layers' too (their ``[train.item]`` and
+    ``[train.layer]`` epochs have defaults of their own, not ``train.epochs``)."""
     names = ("kind", "epochs", "n_hidden", "lr", "seed", "device", "distributed")
     train: dict[str, Any] = {n: getattr(args, n, None) for n in names}
     if args.epochs is not None:
         train["item"] = {"epochs": args.epochs}
+        train["layer"] = {"epochs": args.epochs}
     return {"train": train}
 
 

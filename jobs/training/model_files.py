@@ -76,7 +76,7 @@ def save_artifact(
         model = refit.model
     local = fs.local_path(model_path) if fs.is_local(model_path) else tempfile.mkdtemp() + "/model"
     meta = save_model(local, model.cpu(), movie_ids, training)
-    plot_training(history, Path(local) / LOSS_PLOT, f"{trainer.config.kind} RBM")
+    plot_training(history, Path(local) / LOSS_PLOT, f"{trainer.config.kind} model")
     fs.upload_dir(spark, local, model_path)
     log.info(
         "model %s saved to %s (best epoch %d%s)",

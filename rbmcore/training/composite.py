@@ -47,7 +47,7 @@ from rbmcore.models.hybrid import HybridRBM
 from rbmcore.models.twoway import TwoWayRBM
 from rbmcore.training.autoencoder import AutoencoderTrainer
 from rbmcore.training.config import HYBRID_PARTS, TrainConfig
-from rbmcore.training.selection import choose_alpha, choose_weight
+from rbmcore.training.selection import blend_metric, choose_alpha, choose_weight
 from rbmcore.training.trainer import Trainer
 
 log = logging.getLogger("rbm-reco.train")
@@ -233,7 +233,7 @@ class EnsembleTrainer(CompositeTrainer):
         for m, member in enumerate(self.model.members):
             name, config = member_name(m), member_config(self.config, m)
             label = f"ensemble member {m + 1}/{len(self.model.members)}"
-            log.info("%s of %s RBMs (seed %d)", label, config.kind, config.seed)
+            log.info("%s of %s models (seed %d)", label, config.kind, config.seed)
             self.fit_stage(
                 name, self.stage_trainer(member, config, name), label, {"member": m + 1},
                 train=train, batches=batches, validation=validation, test=test,
@@ -296,7 +296,7 @@ class HybridTrainer(CompositeTrainer):
         config = self.config.part(part)
         if isinstance(sub_model, (TwoWayRBM, EnsembleRBM)):
             what = "two-way" if isinstance(sub_model, TwoWayRBM) else "ensemble of"
-            log.info("training the hybrid's %s part (%s %s RBM)", part, what, config.kind)
+            log.info("training the hybrid's %s part (%s %s)", part, what, config.kind)
         self.fit_stage(
             part, self.stage_trainer(sub_model, config, part), f"the hybrid's {part} part",
             {"part": part}, train=train, batches=batches, validation=validation, test=test,
@@ -331,7 +331,7 @@ class BlendTrainer(CompositeTrainer):
             )  # fmt: skip
         if validation is not None and validation[1].nnz:
             weight, self.weight_search["blend"] = choose_weight(
-                self.model, *validation, self.device
+                self.model, *validation, self.device, metric=blend_metric(self.model)
             )
             log.info(
                 "blend %s: weight %.1f of %s (validation by weight: %s)",

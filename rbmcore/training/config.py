@@ -13,7 +13,7 @@ from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 from rbmcore.models.blend import blended_kinds
-from rbmcore.models.factory import KINDS, is_known_kind
+from rbmcore.models.factory import KINDS, RBM_MACHINES, is_known_kind
 
 # Per-kind defaults of the model hyperparameters. The hybrid kinds (``HYBRID_PRESETS``) train a
 # ranking part of kind ``rated_kind`` and a like part of kind ``like_kind``, each with its own
@@ -92,7 +92,9 @@ KIND_DEFAULTS: dict[str, dict[str, Any]] = {
 # override them). ``dbn``: deep belief nets over the rated and the like RBMs (models/dbn.py);
 # ``autoencoder``: the which-movies autoencoder and AutoRec.
 HYBRID_PRESETS: dict[str, dict[str, Any]] = {
-    "hybrid": {"rated_kind": "rated", "like_kind": "binary", "rated": {}, "like": {}},
+    # like part: the 3 binary RBMs blended with AutoRec, chosen on validation (docs/models.md,
+    # "Choosing the default"; bench/selection.py)
+    "hybrid": {"rated_kind": "rated", "like_kind": "binary+autorec", "rated": {}, "like": {}},
     "dbn": {
         "rated_kind": "rated",
         "like_kind": "binary",
@@ -308,6 +310,29 @@ def without_item_ways(config: TrainConfig) -> TrainConfig:
         config, item_based=False, rated=plain(config.rated), like=plain(config.like),
         members=members,
     )  # fmt: skip
+
+
+def rbm_machines_only(config: TrainConfig) -> TrainConfig:
+    """``config`` with every blend (the kind, or a hybrid's part) reduced to its RBM machine,
+    for training that runs CD on RBMs only (distributed training). Raises ``ValueError``
+    naming a part that has no RBM or stacks layers (a deep belief net)."""
+
+    def machine(kind: str, what: str) -> str:
+        rbms = [k for k in blended_kinds(kind) if k in RBM_MACHINES]
+        if not rbms:
+            raise ValueError(f"{what} kind {kind!r} is not an RBM")
+        return rbms[0]
+
+    tables = [config.rated, config.like] if config.kind in HYBRID_PRESETS else []
+    if config.layers or any(table.get("layers") for table in tables):
+        raise ValueError(f"kind {config.kind!r} stacks layers on its RBMs (a deep belief net)")
+    if config.kind in HYBRID_PRESETS:
+        return replace(
+            config, rated_kind=machine(config.rated_kind, "the ranking part's"),
+            like_kind=machine(config.like_kind, "the like part's"),
+        )  # fmt: skip
+    reduced = machine(config.kind, "the")
+    return config if reduced == config.kind else replace(config, kind=reduced, members=None)
 
 
 def _copy(value: Any) -> Any:

@@ -224,7 +224,7 @@ class Trainer:
                 log.info("%s already trained (checkpoint %s)", label, folder)
                 return self
             log.info("resuming %s after epoch %d", label, start)
-        log.info("training %s (%s RBM)", label, self.config.kind)
+        log.info("training %s (kind %s)", label, self.config.kind)
 
         def on_epoch(t: Trainer, _record: dict[str, Any]) -> None:
             if folder is not None:
