@@ -21,7 +21,7 @@ import torch
 from rbmcore import metrics
 from rbmcore.data.csr import RatingsCSR, csr_from_pairs
 from rbmcore.data.splits import bounded_evaluation, split_holdout, temporal_holdout
-from rbmcore.evaluation import is_ranking_model, ranking_quality
+from rbmcore.evaluation import ranking_quality
 from rbmcore.models.twoway import TwoWayRBM
 from rbmcore.scoring import predict_csr
 from rbmcore.training.build import model_for_config
@@ -150,14 +150,15 @@ def train_rbm(train: RatingsCSR, config: TrainConfig, device: torch.device = CPU
 @torch.no_grad()
 def validation_numbers(model: torch.nn.Module, fit_part: RatingsCSR, held: RatingsCSR):
     """Held-out numbers of ``model`` on the validation holdout ``held`` of the users' ``fit_part``
-    rows: nDCG@10 and P@10 for models that rank, like NLL, like error, AUC (and RMSE) for
-    models that predict likes (a hybrid: both). Two-way parts' item states are recomputed
-    from ``fit_part`` first (the trainer's last step puts the holdout into them)."""
+    rows: nDCG@10 and P@10 for models that rank (they output ``p_rated``), like NLL, like
+    error, AUC (and RMSE) for models that predict likes (``p_like``; a hybrid: both).
+    Two-way parts' item states are recomputed from ``fit_part`` first (the trainer's last
+    step puts the holdout into them)."""
     for module in model.modules():
         if isinstance(module, TwoWayRBM):
             module.item.set_item_states(fit_part)
     out: dict[str, float] = {}
-    if is_ranking_model(model):
+    if "p_rated" in model.output_columns:  # it answers "which movies"
         ranking = ranking_quality(model, fit_part, held, CPU)
         out.update(ndcg=ranking["ndcg"], precision=ranking["precision"])
     if "p_like" in model.output_columns:

@@ -60,9 +60,12 @@ from rbmcore.baselines.tutorial_rbm import (
 )
 from rbmcore.data.csr import RatingsCSR
 from rbmcore.data.splits import split_holdout
+from rbmcore.models.blend import BlendModel
+from rbmcore.models.hybrid import HybridRBM
 from rbmcore.models.twoway import TwoWayRBM
 from rbmcore.scoring import predict_csr, recommend_csr
 from rbmcore.training.config import TrainConfig
+from rbmcore.training.selection import blend_metric, choose_alpha, choose_weight
 
 K = 10
 CPU = torch.device("cpu")
@@ -71,6 +74,7 @@ IMPLICIT_GRID = {"rank": (10, 20, 50), "regParam": (0.1, 1.0), "alpha": (1.0, 10
 EXPLICIT_GRID = {"rank": (10, 20), "regParam": (0.05, 0.1, 0.15)}
 TUTORIAL_ROW = "the tutorial's RBM (rbmcore.baselines.tutorial_rbm)"
 DBM_ROW = "deep Boltzmann machine (rbmcore.baselines.dbm)"
+LIKE_BINARY_ROW = "rbm-reco `hybrid` with `like_kind = binary`"
 SECTION = "## Quality"
 SECTION_END = "<!-- end of quality section -->"
 DEFAULT_RAW = Path("/tmp/rbm-reco-quality")
@@ -85,7 +89,6 @@ SOURCES: dict[str, dict] = {  # source -> [train] settings (each kind's defaults
     "rated-1-user": {"kind": "rated", "n_models": 1, "item_based": False},
     "binary-1-user": {"kind": "binary", "n_models": 1, "item_based": False},
     "binary-1": {"kind": "binary", "n_models": 1},
-    "hybrid-binary": {"kind": "hybrid", "like_kind": "binary"},
 }
 
 
@@ -108,8 +111,6 @@ ROWS = (
     RowSpec("hybrid", "hybrid", note="the default"),
     RowSpec("hybrid-no-refit", "hybrid", selected=True, diagnostic=True,
             note="the default as selected (train.refit = false)"),
-    RowSpec("hybrid with like_kind = binary", "hybrid-binary", diagnostic=True,
-            note="the like part of the 3 binary RBMs alone"),
     RowSpec("rated", "hybrid", ("rated",), note="the default's ranking part"),
     RowSpec("rated-user", "hybrid", ("rated",), user_only=True, diagnostic=True,
             note="without its item-based RBMs"),
@@ -326,11 +327,19 @@ class Trained:
 _TRAINED: dict[tuple[str, int, str], Trained] = {}
 
 
-def trained(split: Split, seed: int, source: str) -> Trained:
-    """``source`` (``SOURCES``) trained on ``split`` with ``seed``, once per process."""
+def capped(epochs: int | None) -> dict:
+    """[train] settings that cap every part's epochs (``--epochs``: a smoke run), or none."""
+    if epochs is None:
+        return {}
+    return {"epochs": epochs, "item": {"epochs": epochs}, "layer": {"epochs": epochs}}
+
+
+def trained(split: Split, seed: int, source: str, epochs: int | None) -> Trained:
+    """``source`` (``SOURCES``) trained on ``split`` with ``seed`` (every part's epochs capped
+    at ``epochs`` unless None), once per process."""
     key = (split.name, seed, source)
     if key not in _TRAINED:
-        config = TrainConfig(**SOURCES[source], seed=seed)
+        config = TrainConfig(**SOURCES[source], seed=seed, **capped(epochs))
         start = time.perf_counter()
         model, selection, refit = train_rbm(split.train, config)
         _, validation, _ = validation_carve(split.train, config)
@@ -417,22 +426,22 @@ def choices_note(model: torch.nn.Module) -> str:
     return ", ".join(notes)
 
 
-def run_row(split: Split, seed: int, spec: RowSpec) -> Result:
+def run_row(split: Split, seed: int, spec: RowSpec, epochs: int | None) -> Result:
     """One rbm-reco row with its kinds' defaults (``ROWS``)."""
-    source = trained(split, seed, spec.source)
+    source = trained(split, seed, spec.source, epochs)
     model, selected, train_s = row_model(spec, source)
     note = "; ".join(n for n in (spec.note, choices_note(model)) if n)
     return model_result(split, model, selected, source.validation, train_s, note)
 
 
-def run_dbm(split: Split, seed: int) -> Result:
+def run_dbm(split: Split, seed: int, epochs: int | None) -> Result:
     """The deep Boltzmann machine: started from the ``dbn`` kind's rated DBN (the greedy
     pretraining), trained as a whole with early stopping on validation nDCG@10; then, like
     every rbm-reco row, again from the refit DBN on all training ratings for the epochs
     validation chose."""
-    dbn = trained(split, seed, "dbn")
+    dbn = trained(split, seed, "dbn", epochs)
     selection, refit = dbn.trainers
-    config = dbm_config(seed)
+    config = dbm_config(seed, *([epochs] if epochs else []))
     fit_part, validation, batches = validation_carve(split.train, config)
     start = time.perf_counter()
     selected, trainer = fit_dbm(selection.model.rated, fit_part, batches, validation, config)
@@ -444,8 +453,45 @@ def run_dbm(split: Split, seed: int) -> Result:
     return model_result(split, model, selected, validation, seconds, note)
 
 
-def make_runners(spark, split: Split, implicit: dict, explicit: dict, diagnostics: bool):
-    """(row name, seed -> Result) for every model of the table."""
+def run_like_binary(split: Split, seed: int, epochs: int | None) -> Result:
+    """The default's ranking part with its like part's binary RBMs alone as the like part
+    (``like_kind = "binary"``): assembled from the trained default, alpha chosen again on the
+    validation holdout, the refit's parts with that alpha."""
+    source = trained(split, seed, "hybrid", epochs)
+    selection, refit = source.trainers
+    fit_part, held = source.validation
+    selected = HybridRBM(*copy.deepcopy((selection.model.rated, selection.model.like.first)))
+    validation_numbers(selected, fit_part, held)  # two-way item states from the fit part
+    alpha, _ = choose_alpha(selected, fit_part, held, CPU)
+    model = HybridRBM(refit.model.rated, refit.model.like.first, alpha=alpha)
+    seconds = history_seconds(source.trainers, part="rated") + history_seconds(
+        source.trainers, part="like", machine="binary"
+    )
+    note = f"assembled from the default's parts; alpha {alpha:g} chosen on validation"
+    return model_result(split, model, selected, source.validation, seconds, note)
+
+
+def run_rating_blend(split: Split, seed: int, epochs: int | None) -> Result:
+    """The blend kind ``softmax+autorec``: the ``softmax`` row's model and the default's
+    AutoRec (each trained with its kind's defaults), the weight chosen on validation by RMSE
+    as ``BlendTrainer`` chooses it, the refit models blended with that weight."""
+    softmax, default = (trained(split, seed, s, epochs) for s in ("softmax", "hybrid"))
+    fit_part, held = default.validation
+    parts = (softmax.trainers[0].model, default.trainers[0].model.like.second)
+    selected = BlendModel(*copy.deepcopy(parts))
+    validation_numbers(selected, fit_part, held)  # two-way item states from the fit part
+    weight, _ = choose_weight(selected, fit_part, held, CPU, metric=blend_metric(selected))
+    model = BlendModel(softmax.model, default.model.like.second, weight=weight)
+    seconds = softmax.seconds + history_seconds(default.trainers, part="like", machine="autorec")
+    note = f"assembled: the softmax row's model and the default's AutoRec; weight {weight:g}"
+    return model_result(split, model, selected, default.validation, seconds, note)
+
+
+def make_runners(
+    spark, split: Split, implicit: dict, explicit: dict, diagnostics: bool, epochs: int | None
+):
+    """(row name, seed -> Result) for every model of the table (``epochs``: every rbm-reco
+    part's cap, None for the defaults)."""
     runners: list[tuple[str, Callable[[int], Result]]] = [
         (TUTORIAL_ROW, lambda s: run_tutorial(split, s)),
         ("most popular unseen", lambda s: run_popularity(split, s)),
@@ -454,8 +500,12 @@ def make_runners(spark, split: Split, implicit: dict, explicit: dict, diagnostic
     ]
     for spec in ROWS:
         if diagnostics or not spec.diagnostic:
-            runners.append((f"rbm-reco `{spec.name}`", lambda s, r=spec: run_row(split, s, r)))
-    runners.append((DBM_ROW, lambda s: run_dbm(split, s)))
+            name = f"rbm-reco `{spec.name}`"
+            runners.append((name, lambda s, r=spec: run_row(split, s, r, epochs)))
+    runners.append(("rbm-reco `softmax+autorec`", lambda s: run_rating_blend(split, s, epochs)))
+    if diagnostics:
+        runners.append((LIKE_BINARY_ROW, lambda s: run_like_binary(split, s, epochs)))
+    runners.append((DBM_ROW, lambda s: run_dbm(split, s, epochs)))
     return runners
 
 
@@ -626,7 +676,8 @@ def run_splits(args: argparse.Namespace, raw: Path, argv: list[str]) -> None:
             if not args.no_write:  # partial tables survive an interrupted run
                 write_section(Path(args.output), markdown(saved_splits(raw)))
 
-        runners, runs.als = tuned_runners(spark, split, seeds[0], key == "u1" and not args.lean)
+        diagnostics = key == "u1" and not args.lean
+        runners, runs.als = tuned_runners(spark, split, seeds[0], diagnostics, args.epochs)
         for name, runner in runners:
             row = Row(name)
             runs.rows.append(row)
@@ -650,6 +701,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--seeds", type=int, default=3, help="seeds per model: 42, 43, ...")
     parser.add_argument("--quick", action="store_true", help="one seed, u1 only")
     parser.add_argument("--lean", action="store_true", help="no diagnostic rows on u1")
+    parser.add_argument(
+        "--epochs", type=int, default=None,
+        help="cap every rbm-reco part's epochs (a smoke run: the numbers mean nothing)",
+    )  # fmt: skip
     parser.add_argument(
         "--tutorial-rbm-seeds",
         type=int,
@@ -682,7 +737,7 @@ def local_spark():
     return spark
 
 
-def tuned_runners(spark, split: Split, seed: int, diagnostics: bool):
+def tuned_runners(spark, split: Split, seed: int, diagnostics: bool, epochs: int | None):
     """The table's runners on ``split`` (ALS with the grid points chosen on validation with
     ``seed``) and the ALS choices."""
     log(
@@ -692,7 +747,7 @@ def tuned_runners(spark, split: Split, seed: int, diagnostics: bool):
     implicit, _ = tune_als(spark, split, True, seed)
     explicit, _ = tune_als(spark, split, False, seed)
     log(f"ALS implicit chosen {implicit}; explicit chosen {explicit}")
-    runners = make_runners(spark, split, implicit, explicit, diagnostics)
+    runners = make_runners(spark, split, implicit, explicit, diagnostics, epochs)
     return runners, {"implicit": str(implicit), "explicit": str(explicit)}
 
 

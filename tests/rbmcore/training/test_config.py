@@ -8,7 +8,13 @@ import torch
 
 from rbmcore.models.twoway import TwoWayRBM
 from rbmcore.training.build import model_for_config
-from rbmcore.training.config import HYBRID_PRESETS, KIND_DEFAULTS, LAYER_DEFAULTS, TrainConfig
+from rbmcore.training.config import (
+    HYBRID_PRESETS,
+    KIND_DEFAULTS,
+    LAYER_DEFAULTS,
+    TrainConfig,
+    rbm_machines_only,
+)
 
 
 def test_rated_item_part_is_automatic_by_size():
@@ -58,3 +64,28 @@ def test_layer_configs_of_a_deep_belief_net():
     second = config.layer_config(2)
     assert (second.n_hidden, second.epochs, second.lr, second.seed) == (20, 6, 0.2, 44)
     assert config.layer_config(1).weight_decay == LAYER_DEFAULTS["weight_decay"]
+
+
+@pytest.mark.parametrize(
+    "settings, message",
+    [
+        ({"kind": "hybrid", "like_kind": "rated"}, "like_kind"),
+        ({"kind": "hybrid", "rated_kind": "autorec"}, "rated_kind"),
+        ({"kind": "autorec", "layers": [3]}, "layers"),
+        ({"kind": "autoencoder", "like": {"layers": [3]}}, "layers"),
+        ({"kind": "binary+autorec", "members": [{}]}, "2 machines"),
+        ({"kind": "dbn", "rated": {"item_based": "often"}}, "item_based"),
+    ],
+)
+def test_a_structure_that_cannot_be_built_is_refused_when_configured(settings, message):
+    with pytest.raises(ValueError, match=message):
+        TrainConfig(**settings)
+
+
+def test_distributed_training_reduces_blends_to_their_rbms():
+    config = rbm_machines_only(TrainConfig())
+    assert (config.rated_kind, config.like_kind) == ("rated", "binary")
+    assert rbm_machines_only(TrainConfig(kind="softmax+autorec")).kind == "softmax"
+    for kind in ("autoencoder", "dbn", "multvae"):
+        with pytest.raises(ValueError):
+            rbm_machines_only(TrainConfig(kind=kind))
