@@ -169,3 +169,16 @@ def validation_numbers(model: torch.nn.Module, fit_part: RatingsCSR, held: Ratin
             )
         )
     return out
+
+
+def write_section(path: Path, section: str, heading: str, end: str) -> None:
+    """Replace the part of the Markdown file ``path`` from the line ``heading`` to the marker
+    ``end`` with ``section`` (which holds both), or append ``section`` when it is not there."""
+    text = path.read_text() if path.exists() else "# Benchmarks\n\n"
+    if heading in text:
+        head, rest = text.split(heading, 1)
+        tail = rest.split(end, 1)[1].lstrip("\n") if end in rest else ""
+        text = head + section + ("\n" + tail if tail else "")
+    else:
+        text = text.rstrip("\n") + "\n\n" + section
+    path.write_text(text)

@@ -48,6 +48,7 @@ from bench.protocol import (
     train_rbm,
     validation_carve,
     validation_numbers,
+    write_section,
 )
 from rbmcore import metrics
 from rbmcore.baselines.dbm import dbm_config, fit_dbm
@@ -632,18 +633,6 @@ def markdown(splits: list[SplitRuns]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def write_section(path: Path, section: str) -> None:
-    """Replace (or append) the ``## Quality`` section of BENCHMARKS.md."""
-    text = path.read_text() if path.exists() else "# Benchmarks\n\n"
-    if SECTION in text:
-        head, rest = text.split(SECTION, 1)
-        tail = rest.split(SECTION_END, 1)[1].lstrip("\n") if SECTION_END in rest else ""
-        text = head + section + ("\n" + tail if tail else "")
-    else:
-        text = text.rstrip("\n") + "\n\n" + section
-    path.write_text(text)
-
-
 # -- main ----------------------------------------------------------------------------------
 def main(argv: list[str] | None = None) -> int:
     """Every model on every split, each split's runs saved, the section rendered."""
@@ -656,7 +645,7 @@ def main(argv: list[str] | None = None) -> int:
     section = markdown(saved_splits(raw))
     print(section)
     if not args.no_write:
-        write_section(Path(args.output), section)
+        write_section(Path(args.output), section, SECTION, SECTION_END)
     return 0
 
 
@@ -674,7 +663,7 @@ def run_splits(args: argparse.Namespace, raw: Path, argv: list[str]) -> None:
             runs.minutes = (time.perf_counter() - began) / 60
             runs.save(raw)
             if not args.no_write:  # partial tables survive an interrupted run
-                write_section(Path(args.output), markdown(saved_splits(raw)))
+                write_section(Path(args.output), markdown(saved_splits(raw)), SECTION, SECTION_END)
 
         diagnostics = key == "u1" and not args.lean
         runners, runs.als = tuned_runners(spark, split, seeds[0], diagnostics, args.epochs)

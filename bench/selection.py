@@ -37,6 +37,7 @@ from bench.protocol import (
     train_rbm,
     validation_carve,
     validation_numbers,
+    write_section,
 )
 from rbmcore.baselines.dbm import dbm_config, fit_dbm
 from rbmcore.models.blend import BlendModel
@@ -137,7 +138,7 @@ def main(argv: list[str] | None = None) -> int:
     section = markdown(tables, seeds, command, (time.perf_counter() - began) / 60)
     print(section)
     if not args.no_write:
-        write_section(Path(args.output), section)
+        write_section(Path(args.output), section, SECTION, SECTION_END)
     return 0
 
 
@@ -176,18 +177,6 @@ def cell(values: list[float]) -> str:
         return ""
     mean = f"{np.mean(values):.4f}"
     return f"{mean} ± {np.std(values):.4f}" if len(values) > 1 else mean
-
-
-def write_section(path: Path, section: str) -> None:
-    """Replace (or append) this bench's section of BENCHMARKS.md."""
-    text = path.read_text()
-    if SECTION in text:
-        head, rest = text.split(SECTION, 1)
-        tail = rest.split(SECTION_END, 1)[1].lstrip("\n") if SECTION_END in rest else ""
-        text = head + section + ("\n" + tail if tail else "")
-    else:
-        text = text.rstrip("\n") + "\n\n" + section
-    path.write_text(text)
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:

@@ -15,6 +15,16 @@ from typing import Any
 from rbmcore.models.blend import blended_kinds
 from rbmcore.models.factory import KINDS, RBM_MACHINES, check_part_kinds, is_known_kind
 
+# AutoRec's settings, user-based and item-based alike (KIND_DEFAULTS, ITEM_DEFAULTS)
+_AUTOREC: dict[str, Any] = {
+    "n_hidden": 500,
+    "epochs": 60,
+    "lr": 1e-3,
+    "weight_decay": 0.08,
+    "lr_decay": 1.0,
+    "like_slope": 2.0,
+    "dropout": 0.0,
+}
 # Per-kind defaults of the model hyperparameters. The hybrid kinds (``HYBRID_PRESETS``) train a
 # ranking part of kind ``rated_kind`` and a like part of kind ``like_kind``, each with its own
 # kind's defaults; a blend kind (``binary+autorec``) trains each machine with its own.
@@ -58,18 +68,7 @@ KIND_DEFAULTS: dict[str, dict[str, Any]] = {
     # AutoRec (models/autoencoder.py), chosen on the u1.base validation carve (seed 42): user-
     # based and item-based (I-AutoRec, ITEM_DEFAULTS) blended, RMSE 0.891 (item-based alone
     # 0.907, user-based 0.970); Adam, weight decay = the L2 penalty (0.04-0.2: 0.889-0.901)
-    "autorec": {
-        "n_hidden": 500,
-        "epochs": 60,
-        "lr": 1e-3,
-        "weight_decay": 0.08,
-        "lr_decay": 1.0,
-        "n_models": 1,
-        "sub_batches": 1,
-        "item_based": True,
-        "like_slope": 2.0,
-        "dropout": 0.0,
-    },
+    "autorec": {**_AUTOREC, "n_models": 1, "sub_batches": 1, "item_based": True},
     # the which-movies autoencoder (models/autoencoder.py), u1.base validation carve (seed 42):
     # nDCG@10 0.216 (denoising, 600 units, weight decay 0.02) vs 0.208 (weight decay 0.01)
     "multvae": {
@@ -147,16 +146,7 @@ ITEM_DEFAULTS: dict[str, dict[str, Any]] = {
         # 3 x 100: 0.2326, 3 x 200: 0.2336, 5 x 200: 0.2353 (seed 42: 1 x 100 0.2343)
         "n_models": 5,
     },
-    # I-AutoRec: a case per item, the training users as its units
-    "autorec": {
-        "n_hidden": 500,
-        "epochs": 60,
-        "lr": 1e-3,
-        "weight_decay": 0.08,
-        "lr_decay": 1.0,
-        "like_slope": 2.0,
-        "dropout": 0.0,
-    },
+    "autorec": dict(_AUTOREC),  # I-AutoRec: a case per item, the training users its units
 }
 HYBRID_PARTS = ("rated", "like")
 # ``item_based = "auto"``: train the item-based way when the training users x catalogue items
