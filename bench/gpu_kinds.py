@@ -4,7 +4,7 @@
     .venv/bin/python -m bench.gpu_kinds --device cpu --preset ml-100k --epochs 1   # dry run
     .venv/bin/python -m bench.gpu_kinds --device cuda --preset ml-25m --epochs 1 --kinds hybrid
 
-The code the train job runs on the driver (``bench.quality.train_rbm``: validation carve,
+The code the train job runs on the driver (``bench.protocol.train_rbm``: validation carve,
 the kind's trainer with early stopping, the refit on all ratings) and the scoring UDF's
 (``rbmcore.scoring.recommend_csr``), for each kind with its defaults (the default hybrid
 first) on the preset's train split generated in memory, ``--epochs`` for every part. Then
@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from bench.quality import train_rbm
+from bench.protocol import train_rbm
 from bench.scale import generated_train, part_seconds
 from rbmcore.data.csr import RatingsCSR
 from rbmcore.device import choose_device

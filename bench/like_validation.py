@@ -13,28 +13,20 @@ like error, AUC (and RMSE for softmax).
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 
 import numpy as np
 import torch
 
-from bench.quality import load_splits, train_rbm
+from bench.protocol import DATA_100K, load_splits, train_rbm, validation_numbers
 from rbmcore.data.splits import split_holdout
-from rbmcore.evaluation import heldout_metrics
-from rbmcore.models.twoway import TwoWayRBM
 from rbmcore.training.config import TrainConfig
 
-DATA = Path(__file__).resolve().parent.parent.parent / "shared" / "data" / "ml-100k"
 SHOWN = ("like_nll", "like_error", "auc", "rmse")
 
 
-def validation_numbers(model: torch.nn.Module, fit, held) -> dict[str, float]:
-    """``heldout_metrics`` on the holdout, with item states from the fit part only."""
-    for module in model.modules():
-        if isinstance(module, TwoWayRBM):
-            module.item.set_item_states(fit)
-    out = heldout_metrics(model, fit, held, torch.device("cpu"))
-    return {k: round(v, 4) for k, v in out.items() if k in SHOWN}
+def shown_numbers(model: torch.nn.Module, fit, held) -> dict[str, float]:
+    """``validation_numbers`` (item states from the fit part only), the like ones, rounded."""
+    return {k: round(v, 4) for k, v in validation_numbers(model, fit, held).items() if k in SHOWN}
 
 
 def main() -> None:
@@ -45,15 +37,15 @@ def main() -> None:
     parser.add_argument("--seeds", default="0,1,2")
     args = parser.parse_args()
     torch.set_num_threads(1)
-    split = load_splits(DATA, [args.split])[0]
+    split = load_splits([args.split], DATA_100K)[0]
     for seed in [int(s) for s in args.seeds.split(",")]:
         fit, held = split_holdout(split.train, 0.1, np.random.default_rng(seed))
         for kind in ("binary", "softmax"):
             model, *_ = train_rbm(split.train, TrainConfig(kind=kind, seed=seed, refit=False))
             name = f"{kind} x{getattr(model, 'n_models', 1)}"
-            print(args.split, seed, name, validation_numbers(model, fit, held), flush=True)
+            print(args.split, seed, name, shown_numbers(model, fit, held), flush=True)
             for m, member in enumerate(getattr(model, "members", [])):
-                print(f"    member {m + 1}", validation_numbers(member, fit, held), flush=True)
+                print(f"    member {m + 1}", shown_numbers(member, fit, held), flush=True)
 
 
 if __name__ == "__main__":

@@ -91,13 +91,13 @@ def quality(args: argparse.Namespace) -> None:
     """Folded-in users against the same users trained on (module doc)."""
     import torch
 
-    from bench.quality import load_splits, train_rbm
+    from bench.protocol import load_splits, train_rbm
     from rbmcore import metrics
     from rbmcore.scoring import predict_csr, recommend_csr
     from rbmcore.training.config import TrainConfig
 
     torch.set_num_threads(args.threads)
-    split = load_splits(DATA, ["u1"])[0]
+    split = load_splits(["u1"], DATA)[0]
     train = split.train
     held = np.flatnonzero(held_out(split.test.user_ids))
     test, context = split.test.take(held), split.context.take(held)

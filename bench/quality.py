@@ -1,16 +1,21 @@
 """Recommendation quality, side by side, on the same splits with the same evaluator.
 
-    python -m bench.quality [--splits u1,random] [--seeds 3] [--quick] [--data DIR]
+    python -m bench.quality [--splits u1,random,temporal,1m-random,1m-temporal] [--seeds 3]
+                            [--quick] [--raw DIR] [--render]
 
 Rows: the tutorial's RBM (``rbmcore.baselines.tutorial_rbm``, faithful), most-popular unseen
 movies, Spark ALS explicit and implicit (each tuned on a validation split carved from the
-training part with ``rbmcore.data.splits.split_holdout``; never on the test file), and every
-rbm-reco kind with its defaults (trained in-process through ``rbmcore``, the code the Spark
-train job runs; the same per-user validation carve and early stopping as ``rbm-reco train``).
-Evaluator (docs/design.md, "Evaluation"): ``rbmcore.metrics`` on the same arrays for every row;
-candidates are the catalogue movies (those in the training part) the user did not rate in
-training.
-Writes the ``## Quality`` section of BENCHMARKS.md (replaced on reruns).
+training part with ``rbmcore.data.splits.split_holdout``; never on the test file), every
+rbm-reco kind with its defaults and the parts of the composite kinds (trained in-process
+through ``rbmcore``, the code the Spark train job runs: ``bench.protocol.train_rbm``), and the
+deep Boltzmann machine (``rbmcore.baselines.dbm``). Evaluator (docs/design.md, "Evaluation"):
+``rbmcore.metrics`` on the same arrays for every row; the splits are ``bench.protocol``'s.
+Each rbm-reco row also shows its validation numbers (the model as selected, before the refit,
+on its seed's validation holdout), the numbers its choices were made on.
+
+Each split's runs are kept in ``--raw DIR/<split>.json`` as they finish, and the ``## Quality``
+section of BENCHMARKS.md is rendered from every split file there (so splits may run in
+separate processes; ``--render`` only renders).
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ from __future__ import annotations
 import argparse
 import copy
 import itertools
+import json
 import os
 import platform
 import sys
@@ -32,7 +38,20 @@ import pandas as pd
 import torch
 
 from bench.machine import cpu_model, nproc
+from bench.protocol import (
+    DATA_1M,
+    DATA_100K,
+    REPO,
+    SPLITS,
+    Split,
+    load_splits,
+    train_rbm,
+    validation_carve,
+    validation_numbers,
+    write_section,
+)
 from rbmcore import metrics
+from rbmcore.baselines.dbm import dbm_config, fit_dbm
 from rbmcore.baselines.tutorial_rbm import (
     TutorialConfig,
     predict_like_sampled,
@@ -40,95 +59,89 @@ from rbmcore.baselines.tutorial_rbm import (
     to_dense_binary,
     train_tutorial_rbm,
 )
-from rbmcore.data.csr import RatingsCSR, csr_from_pairs
-from rbmcore.data.scale import STARS, RatingScale
-from rbmcore.data.splits import bounded_evaluation, split_holdout
+from rbmcore.data.csr import RatingsCSR
+from rbmcore.data.splits import split_holdout
+from rbmcore.models.blend import BlendModel
+from rbmcore.models.hybrid import HybridRBM
 from rbmcore.models.twoway import TwoWayRBM
 from rbmcore.scoring import predict_csr, recommend_csr
-from rbmcore.training.build import model_for_config
-from rbmcore.training.composite import trainer_for
 from rbmcore.training.config import TrainConfig
-from rbmcore.training.refit import refit_on_all_ratings
-
-REPO = Path(__file__).resolve().parent.parent
+from rbmcore.training.selection import blend_metric, choose_alpha, choose_weight
 
 K = 10
 CPU = torch.device("cpu")
 VAL_FRACTION = 0.1  # the same per-user holdout rbm-reco train carves (TrainConfig.val_fraction)
-BATCH_USERS = 100  # ingest.batch_size
-USER_ONLY = "-user"  # a kind's row with the user-based RBM alone (no item-based part)
-NO_REFIT = "hybrid-no-refit"  # the default hybrid as selected on validation, before its refit
-ONE_RBM = "-1"  # a kind's row with n_models = 1 (no ensemble)
-RBM_KINDS = (
-    "hybrid", NO_REFIT, "rated", "rated-user", "binary", "binary-user", "binary-1", "softmax",
-    "softmax-user",
-)  # fmt: skip
 IMPLICIT_GRID = {"rank": (10, 20, 50), "regParam": (0.1, 1.0), "alpha": (1.0, 10.0)}
 EXPLICIT_GRID = {"rank": (10, 20), "regParam": (0.05, 0.1, 0.15)}
-TUTORIAL_ROW = "tutorial RBM (rbmcore.baselines.tutorial_rbm)"
+TUTORIAL_ROW = "the tutorial's RBM (rbmcore.baselines.tutorial_rbm)"
+DBM_ROW = "deep Boltzmann machine (rbmcore.baselines.dbm)"
+LIKE_BINARY_ROW = "rbm-reco `hybrid` with `like_kind = binary`"
 SECTION = "## Quality"
 SECTION_END = "<!-- end of quality section -->"
+DEFAULT_RAW = Path("/tmp/rbm-reco-quality")
 
 
-# -- data ----------------------------------------------------------------------------------
-@dataclass
-class Split:
-    """A train/test split in dense indices: train CSR (all train users), test CSR (test users,
-    their catalogue items only) and the test users' train rows (the context)."""
+# -- which models: trained once per (split, seed), rows read from them ---------------------
+SOURCES: dict[str, dict] = {  # source -> [train] settings (each kind's defaults unless given)
+    "hybrid": {"kind": "hybrid"},
+    "autoencoder": {"kind": "autoencoder"},
+    "dbn": {"kind": "dbn"},
+    "softmax": {"kind": "softmax"},
+    "rated-1-user": {"kind": "rated", "n_models": 1, "item_based": False},
+    "binary-1-user": {"kind": "binary", "n_models": 1, "item_based": False},
+    "binary-1": {"kind": "binary", "n_models": 1},
+}
+
+
+@dataclass(frozen=True)
+class RowSpec:
+    """A row: ``source``'s trained model, or its submodule at ``path`` (attribute names);
+    ``user_only``: two-way parts predict with their user-based RBMs alone; ``selected``: the
+    model as selected on validation (before the refit); ``diagnostic``: on ``u1`` only."""
 
     name: str
-    train: RatingsCSR
-    test: RatingsCSR
-    context: RatingsCSR
+    source: str
+    path: tuple[str, ...] = ()
+    user_only: bool = False
+    selected: bool = False
+    diagnostic: bool = False
+    note: str = ""
 
 
-def read_tab(path: Path) -> pd.DataFrame:
-    return pd.read_csv(path, sep="\t", header=None, names=["u", "m", "r", "t"])
-
-
-def make_split(name: str, train_df: pd.DataFrame, test_df: pd.DataFrame) -> Split:
-    movies = np.sort(train_df.m.unique())
-    index = pd.Series(np.arange(len(movies)), index=movies)
-    test_df = test_df[test_df.m.isin(movies) & test_df.u.isin(train_df.u.unique())]
-    n = len(movies)
-    train = csr_from_pairs(
-        train_df.u.to_numpy(), index[train_df.m].to_numpy(), train_df.r.to_numpy(), n
-    )
-    test = csr_from_pairs(
-        test_df.u.to_numpy(), index[test_df.m].to_numpy(), test_df.r.to_numpy(), n
-    )
-    context = train.take(np.searchsorted(train.user_ids, test.user_ids))
-    return Split(name, train, test, context)
-
-
-def load_splits(data: Path, names: list[str]) -> list[Split]:
-    """``u1``: the MovieLens u1.base/u1.test files; ``random``: a per-user random 80/20 split of
-    u.data (``split_holdout``, seed 0)."""
-    out = []
-    for name in names:
-        if name == "u1":
-            out.append(make_split("u1", read_tab(data / "u1.base"), read_tab(data / "u1.test")))
-        elif name == "random":
-            full = read_tab(data / "u.data")
-            users = full.u.to_numpy()
-            csr = csr_from_pairs(users, full.m.to_numpy(), full.r.to_numpy(), int(full.m.max()) + 1)
-            keep, held = split_holdout(csr, 0.2, np.random.default_rng(0))
-            out.append(make_split("random 80/20 (u.data, seed 0)", to_df(keep), to_df(held)))
-        else:
-            raise SystemExit(f"unknown split {name!r} (u1, random)")
-    return out
-
-
-def to_df(csr: RatingsCSR) -> pd.DataFrame:
-    return pd.DataFrame(
-        {"u": np.repeat(csr.user_ids, csr.row_lengths()), "m": csr.items, "r": csr.ratings}
-    )
+ROWS = (
+    RowSpec("hybrid", "hybrid", note="the default"),
+    RowSpec("hybrid-no-refit", "hybrid", selected=True, diagnostic=True,
+            note="the default as selected (train.refit = false)"),
+    RowSpec("rated", "hybrid", ("rated",), note="the default's ranking part"),
+    RowSpec("rated-user", "hybrid", ("rated",), user_only=True, diagnostic=True,
+            note="without its item-based RBMs"),
+    RowSpec("binary+autorec", "hybrid", ("like",), note="the default's like part"),
+    RowSpec("binary", "hybrid", ("like", "first"), note="the default's like part's"),
+    RowSpec("binary-user", "hybrid", ("like", "first"), user_only=True, diagnostic=True,
+            note="without its item-based RBMs"),
+    RowSpec("binary-1", "binary-1", diagnostic=True, note="one RBM (n_models = 1)"),
+    RowSpec("autorec", "hybrid", ("like", "second"), note="the default's like part's"),
+    RowSpec("autorec-user", "hybrid", ("like", "second"), user_only=True, diagnostic=True,
+            note="U-AutoRec alone (no I-AutoRec)"),
+    RowSpec("softmax", "softmax"),
+    RowSpec("softmax-user", "softmax", user_only=True, diagnostic=True,
+            note="without its item-based RBM"),
+    RowSpec("autoencoder", "autoencoder"),
+    RowSpec("multvae", "autoencoder", ("rated",), note="the autoencoder kind's ranking part"),
+    RowSpec("dbn", "dbn"),
+    RowSpec("dbn: rated DBN", "dbn", ("rated",), note="its ranking part"),
+    RowSpec("dbn: binary DBN", "dbn", ("like",), note="its like part"),
+    RowSpec("rated, 1 user-based RBM", "rated-1-user",
+            note="the rated DBN's and the DBM's RBM alone"),
+    RowSpec("binary, 1 user-based RBM", "binary-1-user", note="the binary DBN's RBM alone"),
+)  # fmt: skip
 
 
 # -- the evaluator -------------------------------------------------------------------------
 @dataclass
 class Result:
-    """One model's output on a split: top-K recs and per-test-pair predictions."""
+    """One model's output on a split: top-K recs, per-test-pair predictions, and (rbm-reco
+    rows) the selected model's validation numbers."""
 
     rec_users: np.ndarray
     rec_items: np.ndarray
@@ -138,6 +151,7 @@ class Result:
     train_s: float = 0.0
     score_s: float = 0.0
     note: str = ""
+    validation: dict[str, float] = field(default_factory=dict)
 
 
 def evaluate(split: Split, res: Result) -> dict[str, float]:
@@ -152,6 +166,7 @@ def evaluate(split: Split, res: Result) -> dict[str, float]:
         for name in ("precision", "recall", "ndcg", "map"):
             out[name + suffix] = m[name]
     out.update(metrics.like_and_rating_metrics(users, test.ratings, res.p_like, res.pred_rating))
+    out.update({f"val_{k}": v for k, v in res.validation.items()})
     out["train_s"] = res.train_s
     out["score_s"] = res.score_s
     return out
@@ -298,28 +313,58 @@ def run_als(spark, split: Split, seed: int, implicit: bool, params: dict) -> Res
     return res
 
 
-# -- rbm-reco kinds -----------------------------------------------------------------------
-def train_rbm(
-    train: RatingsCSR, config: TrainConfig, device: torch.device = CPU, scale: RatingScale = STARS
-):
-    """What ``rbm-reco train`` does, in process: per-user validation carve (evaluated on at
-    most ``DEFAULT_EVAL_USERS`` users, the first batches', as the job does), shuffled batches
-    of 100 users, the kind's trainer with early stopping, then (``config.refit``) the
-    retraining on all of ``train``, on ``device``; ``scale``: the ratings' (codes of it);
-    returns (final model, selection trainer, refit trainer or None)."""
-    fit_part, held = split_holdout(train, config.val_fraction, np.random.default_rng(config.seed))
-    order = np.random.default_rng(config.seed).permutation(len(fit_part))
-    batches = [order[s : s + BATCH_USERS] for s in range(0, len(order), BATCH_USERS)]
-    fit_part, validation, _ = bounded_evaluation(fit_part, batches, (fit_part, held), None)
-    generator = torch.Generator().manual_seed(config.seed)
-    model = model_for_config(config, train.n_items, generator, len(fit_part), scale)
-    model.init_visible_biases(fit_part)
-    trainer = trainer_for(model, config, device)
-    trainer.fit(fit_part, batches, validation)
-    if not config.refit:
-        return trainer.model, trainer, None
-    refit = refit_on_all_ratings(trainer, train, batches)
-    return refit.model, trainer, refit
+# -- rbm-reco rows ------------------------------------------------------------------------
+@dataclass
+class Trained:
+    """A source trained on a split with a seed: the final model, the selection and refit
+    trainers, the validation carve (fit part, held) and the seconds it took."""
+
+    model: torch.nn.Module
+    trainers: tuple
+    validation: tuple[RatingsCSR, RatingsCSR]
+    seconds: float
+
+
+_TRAINED: dict[tuple[str, int, str], Trained] = {}
+
+
+def capped(epochs: int | None) -> dict:
+    """[train] settings that cap every part's epochs (``--epochs``: a smoke run), or none."""
+    if epochs is None:
+        return {}
+    return {"epochs": epochs, "item": {"epochs": epochs}, "layer": {"epochs": epochs}}
+
+
+def trained(split: Split, seed: int, source: str, epochs: int | None) -> Trained:
+    """``source`` (``SOURCES``) trained on ``split`` with ``seed`` (every part's epochs capped
+    at ``epochs`` unless None), once per process."""
+    key = (split.name, seed, source)
+    if key not in _TRAINED:
+        config = TrainConfig(**SOURCES[source], seed=seed, **capped(epochs))
+        start = time.perf_counter()
+        model, selection, refit = train_rbm(split.train, config)
+        _, validation, _ = validation_carve(split.train, config)
+        _TRAINED[key] = Trained(model, (selection, refit), validation,
+                                time.perf_counter() - start)  # fmt: skip
+    return _TRAINED[key]
+
+
+def submodule(model: torch.nn.Module, path: tuple[str, ...]) -> torch.nn.Module:
+    for name in path:
+        model = getattr(model, name)
+    return model
+
+
+def path_tags(model: torch.nn.Module, path: tuple[str, ...]) -> dict[str, str]:
+    """The history tags of the stage at ``path``: a hybrid's ``part``, a blend's ``machine``."""
+    tags: dict[str, str] = {}
+    for name in path:
+        model = getattr(model, name)
+        if name in ("rated", "like"):
+            tags["part"] = name
+        elif name in ("first", "second"):
+            tags["machine"] = model.kind
+    return tags
 
 
 def history_seconds(trainers: tuple, **tags: str) -> float:
@@ -333,24 +378,9 @@ def history_seconds(trainers: tuple, **tags: str) -> float:
     )
 
 
-_HYBRIDS: dict[tuple[str, int], tuple] = {}  # (split, seed) -> (model, trainers, seconds)
-_TRAINED: dict[tuple, tuple] = {}  # (split, seed, kind, n_models) -> (model, trainers, seconds)
-
-
-def trained_hybrid(split: Split, seed: int) -> tuple:
-    """The default hybrid of (split, seed), trained once; its parts are the ``rated`` and
-    ``like_kind`` rows (each part is trained with exactly that kind's defaults)."""
-    key = (split.name, seed)
-    if key not in _HYBRIDS:
-        start = time.perf_counter()
-        model, *trainers = train_rbm(split.train, TrainConfig(kind="hybrid", seed=seed))
-        _HYBRIDS[key] = (model, tuple(trainers), time.perf_counter() - start)
-    return _HYBRIDS[key]
-
-
 def user_based_predictions(model: torch.nn.Module) -> torch.nn.Module:
     """A copy of ``model`` whose two-way parts (an ensemble's too) predict with their
-    user-based RBM alone (weight 1)."""
+    user-based way alone (weight 1)."""
     model = copy.deepcopy(model)
     for module in model.modules():
         if isinstance(module, TwoWayRBM):
@@ -358,77 +388,125 @@ def user_based_predictions(model: torch.nn.Module) -> torch.nn.Module:
     return model
 
 
-def run_rbm(split: Split, seed: int, kind: str) -> Result:
-    """One rbm-reco kind with its defaults. ``rated`` and the hybrid's ``like_kind`` are the
-    default hybrid's parts (identical configs to training those kinds alone), timed by their
-    epochs; ``-user`` rows are a two-way model's user-based RBMs alone, ``-1`` rows the kind
-    with ``n_models = 1``."""
-    note = ""
-    base_kind = kind.removesuffix(USER_ONLY)
-    like_kind = TrainConfig().like_kind
-    if base_kind in ("rated", like_kind):
-        hybrid, trainers, _ = trained_hybrid(split, seed)
-        part = "rated" if base_kind == "rated" else "like"
-        model = getattr(hybrid, part)
-        train_s = history_seconds(trainers, part=part)
-        note = "the default hybrid's part; train s = its epochs"
-        if kind.endswith(USER_ONLY):
-            model = user_based_predictions(model)
-            train_s = history_seconds(trainers, part=part, way="user")
-            note = "the default hybrid's part without its item-based RBMs; train s = their epochs"
-    elif kind == "hybrid":
-        model, _, train_s = trained_hybrid(split, seed)
-        note = f"alpha {float(model.alpha):g}"
-    elif kind == NO_REFIT:
-        _, trainers, _ = trained_hybrid(split, seed)
-        model = trainers[0].model
-        train_s = history_seconds(trainers[:1])
-        note = "the default hybrid's selected model (train.refit = false); train s = its epochs"
-    else:
-        one = kind.endswith(ONE_RBM)
-        config = TrainConfig(kind=base_kind.removesuffix(ONE_RBM), seed=seed)
-        if one:
-            config = replace(config, n_models=1)
-            note = "one RBM (n_models = 1)"
-        key = (split.name, seed, config.kind, config.n_models)
-        if key not in _TRAINED:
-            start = time.perf_counter()
-            trained, selection, refit = train_rbm(split.train, config)
-            _TRAINED[key] = (trained, (selection, refit), time.perf_counter() - start)
-        model, trainers, train_s = _TRAINED[key]
-        if kind.endswith(USER_ONLY):
-            model = user_based_predictions(model)
-            train_s = history_seconds(trainers, way="user")
-            note = "without its item-based RBM; train s = its epochs"
+def row_model(spec: RowSpec, source: Trained) -> tuple[torch.nn.Module, torch.nn.Module, float]:
+    """(the row's model, the same as selected on validation, its training seconds)."""
+    selection, refit = source.trainers
+    final = selection.model if spec.selected else source.model
+    model, selected = submodule(final, spec.path), submodule(selection.model, spec.path)
+    tags = path_tags(selection.model, spec.path)
+    if spec.user_only:
+        model, selected = user_based_predictions(model), user_based_predictions(selected)
+        tags["way"] = "user"
+    trainers = (selection,) if spec.selected else source.trainers
+    seconds = history_seconds(trainers, **tags) if tags else source.seconds
+    return model, selected, seconds
+
+
+def model_result(split: Split, model: torch.nn.Module, selected: torch.nn.Module,
+                 validation: tuple, train_s: float, note: str) -> Result:  # fmt: skip
+    """``model``'s top-K and test-pair predictions; ``selected``'s validation numbers."""
+    numbers = validation_numbers(copy.deepcopy(selected), *validation)
     start = time.perf_counter()
     recs = recommend_csr(model, split.context, K)
     preds = predict_csr(model, split.context, split.test)
-    if base_kind == "rated":
-        note = (note + "; " if note else "") + "no like model"
+    likes = "p_like" in model.output_columns  # a ranking machine's p_like is P(rated)
     return Result(
-        recs.user_ids,
-        recs.items,
-        recs.ranks,
-        p_like=None if base_kind == "rated" else preds["p_like"],
-        pred_rating=preds.get("pred_rating"),
-        train_s=train_s,
-        score_s=time.perf_counter() - start,
-        note=note,
+        recs.user_ids, recs.items, recs.ranks,
+        p_like=preds["p_like"] if likes else None, pred_rating=preds.get("pred_rating"),
+        train_s=train_s, score_s=time.perf_counter() - start, note=note,
+        validation={k: numbers[k] for k in ("ndcg", "like_nll", "rmse") if k in numbers},
+    )  # fmt: skip
+
+
+def choices_note(model: torch.nn.Module) -> str:
+    """The blend weights chosen on validation that a model holds (alpha, blend weights)."""
+    notes = []
+    for name, buffer in model.named_buffers():
+        if name.rsplit(".", 1)[-1] == "alpha":
+            notes.append(f"alpha {float(buffer):g}")
+    return ", ".join(notes)
+
+
+def run_row(split: Split, seed: int, spec: RowSpec, epochs: int | None) -> Result:
+    """One rbm-reco row with its kinds' defaults (``ROWS``)."""
+    source = trained(split, seed, spec.source, epochs)
+    model, selected, train_s = row_model(spec, source)
+    note = "; ".join(n for n in (spec.note, choices_note(model)) if n)
+    return model_result(split, model, selected, source.validation, train_s, note)
+
+
+def run_dbm(split: Split, seed: int, epochs: int | None) -> Result:
+    """The deep Boltzmann machine: started from the ``dbn`` kind's rated DBN (the greedy
+    pretraining), trained as a whole with early stopping on validation nDCG@10; then, like
+    every rbm-reco row, again from the refit DBN on all training ratings for the epochs
+    validation chose."""
+    dbn = trained(split, seed, "dbn", epochs)
+    selection, refit = dbn.trainers
+    config = dbm_config(seed, *([epochs] if epochs else []))
+    fit_part, validation, batches = validation_carve(split.train, config)
+    start = time.perf_counter()
+    selected, trainer = fit_dbm(selection.model.rated, fit_part, batches, validation, config)
+    epochs = max(trainer.best_epoch, 1)
+    refit_config = replace(config, epochs=epochs)
+    model, _ = fit_dbm(refit.model.rated, split.train, batches, None, refit_config)
+    seconds = time.perf_counter() - start + history_seconds(dbn.trainers, part="rated")
+    note = f"from the dbn kind's rated DBN; {epochs} epochs as a whole"
+    return model_result(split, model, selected, validation, seconds, note)
+
+
+def run_like_binary(split: Split, seed: int, epochs: int | None) -> Result:
+    """The default's ranking part with its like part's binary RBMs alone as the like part
+    (``like_kind = "binary"``): assembled from the trained default, alpha chosen again on the
+    validation holdout, the refit's parts with that alpha."""
+    source = trained(split, seed, "hybrid", epochs)
+    selection, refit = source.trainers
+    fit_part, held = source.validation
+    selected = HybridRBM(*copy.deepcopy((selection.model.rated, selection.model.like.first)))
+    validation_numbers(selected, fit_part, held)  # two-way item states from the fit part
+    alpha, _ = choose_alpha(selected, fit_part, held, CPU)
+    model = HybridRBM(refit.model.rated, refit.model.like.first, alpha=alpha)
+    seconds = history_seconds(source.trainers, part="rated") + history_seconds(
+        source.trainers, part="like", machine="binary"
     )
+    note = f"assembled from the default's parts; alpha {alpha:g} chosen on validation"
+    return model_result(split, model, selected, source.validation, seconds, note)
+
+
+def run_rating_blend(split: Split, seed: int, epochs: int | None) -> Result:
+    """The blend kind ``softmax+autorec``: the ``softmax`` row's model and the default's
+    AutoRec (each trained with its kind's defaults), the weight chosen on validation by RMSE
+    as ``BlendTrainer`` chooses it, the refit models blended with that weight."""
+    softmax, default = (trained(split, seed, s, epochs) for s in ("softmax", "hybrid"))
+    fit_part, held = default.validation
+    parts = (softmax.trainers[0].model, default.trainers[0].model.like.second)
+    selected = BlendModel(*copy.deepcopy(parts))
+    validation_numbers(selected, fit_part, held)  # two-way item states from the fit part
+    weight, _ = choose_weight(selected, fit_part, held, CPU, metric=blend_metric(selected))
+    model = BlendModel(softmax.model, default.model.like.second, weight=weight)
+    seconds = softmax.seconds + history_seconds(default.trainers, part="like", machine="autorec")
+    note = f"assembled: the softmax row's model and the default's AutoRec; weight {weight:g}"
+    return model_result(split, model, selected, default.validation, seconds, note)
 
 
 def make_runners(
-    spark, split: Split, implicit: dict, explicit: dict, kinds: list[str]
-) -> list[tuple[str, Callable[[int], Result]]]:
-    """(row name, seed -> Result) for every model of the table."""
+    spark, split: Split, implicit: dict, explicit: dict, diagnostics: bool, epochs: int | None
+):
+    """(row name, seed -> Result) for every model of the table (``epochs``: every rbm-reco
+    part's cap, None for the defaults)."""
     runners: list[tuple[str, Callable[[int], Result]]] = [
         (TUTORIAL_ROW, lambda s: run_tutorial(split, s)),
         ("most popular unseen", lambda s: run_popularity(split, s)),
         ("Spark ALS explicit (tuned)", lambda s: run_als(spark, split, s, False, explicit)),
         ("Spark ALS implicit (tuned)", lambda s: run_als(spark, split, s, True, implicit)),
     ]
-    for kind in kinds:
-        runners.append((f"rbm-reco `{kind}`", lambda s, k=kind: run_rbm(split, s, k)))
+    for spec in ROWS:
+        if diagnostics or not spec.diagnostic:
+            name = f"rbm-reco `{spec.name}`"
+            runners.append((name, lambda s, r=spec: run_row(split, s, r, epochs)))
+    runners.append(("rbm-reco `softmax+autorec`", lambda s: run_rating_blend(split, s, epochs)))
+    if diagnostics:
+        runners.append((LIKE_BINARY_ROW, lambda s: run_like_binary(split, s, epochs)))
+    runners.append((DBM_ROW, lambda s: run_dbm(split, s, epochs)))
     return runners
 
 
@@ -446,6 +524,9 @@ COLUMNS = [
     ("auc", "AUC"),
     ("rmse", "RMSE"),
     ("mae", "MAE"),
+    ("val_ndcg", "val nDCG@10"),
+    ("val_like_nll", "val like NLL"),
+    ("val_rmse", "val RMSE"),
     ("train_s", "train s"),
     ("score_s", "score s"),
 ]
@@ -461,53 +542,89 @@ class Row:
         values = [r[key] for r in self.runs if key in r and np.isfinite(r[key])]
         if not values:
             return ""
-        digits = 1 if key.endswith("_s") else 3
+        digits = 1 if key.endswith("_s") else 3 if not key.startswith("val_") else 4
         mean = f"{np.mean(values):.{digits}f}"
         if len(values) > 1:
             return f"{mean} ± {np.std(values):.{digits}f}"
         return mean
 
 
-def markdown(
-    rows_by_split: dict[str, list[Row]], seeds: list[int], command: str, minutes: float
-) -> str:
-    cpu = cpu_model()
+@dataclass
+class SplitRuns:
+    """One split's rows as run (kept in ``--raw DIR/<key>.json``)."""
+
+    key: str
+    name: str
+    command: str
+    started: str
+    seeds: list[int]
+    rows: list[Row] = field(default_factory=list)
+    minutes: float = 0.0
+    finished: bool = False
+    als: dict[str, str] = field(default_factory=dict)
+
+    def save(self, folder: Path) -> None:
+        folder.mkdir(parents=True, exist_ok=True)
+        data = {**self.__dict__, "rows": [r.__dict__ for r in self.rows]}
+        tmp = folder / f".{self.key}.json.tmp"
+        tmp.write_text(json.dumps(data, indent=1))
+        os.replace(tmp, folder / f"{self.key}.json")
+
+    @classmethod
+    def load(cls, path: Path) -> SplitRuns:
+        data = json.loads(path.read_text())
+        return cls(**{**data, "rows": [Row(**r) for r in data["rows"]]})
+
+
+def saved_splits(folder: Path) -> list[SplitRuns]:
+    """Every split's runs in ``folder``, in ``SPLITS`` order."""
+    found = {p.stem: SplitRuns.load(p) for p in folder.glob("*.json")} if folder.is_dir() else {}
+    return [found[key] for key in SPLITS if key in found]
+
+
+def markdown(splits: list[SplitRuns]) -> str:
     lines = [
         SECTION,
         "",
-        f"Command: `{command}`  ",
-        f"Date: {datetime.now(UTC).isoformat(timespec='seconds')}; machine: {cpu}, "
-        f"{os.cpu_count()} cores (`nproc` {nproc()}), torch {torch.__version__} CPU, "
-        f"{platform.python_version()}; total {minutes:.1f} min.  ",
-        f"Seeds {seeds}: mean ± standard deviation over seeds (model initialisation, sampling, "
-        "validation carve and batch order; the test split is fixed).",
+        "Commands (from the repository root; DIR: `--raw`, where each split's runs are kept; "
+        "the section is rendered from every split file there):",
+        "",
+    ]
+    lines += [f"- {s.name}: `.venv/bin/{s.command}`, started {s.started}, {s.minutes:.0f} min"
+              + ("" if s.finished else " (in progress)") for s in splits]  # fmt: skip
+    lines += [
+        "",
+        f"Machine: {cpu_model()}, {os.cpu_count()} cores (`nproc` {nproc()}), torch "
+        f"{torch.__version__} CPU, Python {platform.python_version()}. Seeds "
+        f"{splits[0].seeds if splits else []}: mean ± standard deviation over seeds (model "
+        "initialisation, sampling, validation carve and batch order; the test split is fixed); "
+        "seed 42 is the default seed (`train.seed`).",
         "",
         'Protocol: docs/design.md "Evaluation" (top-10 unseen catalogue movies; relevant = any '
         "test rating, and ≥4 = rating ≥ 4; like = rating ≥ 3, like error = per-user mean error of "
         "p_like ≥ 0.5; AUC of p_like; RMSE/MAE of predicted ratings). Every choice (ALS grids, "
-        "RBM early stopping, the two-way blend weights, the hybrid's alpha) uses a per-user "
-        f"{VAL_FRACTION:.0%} validation "
-        "holdout carved from the training part with `rbmcore.data.splits.split_holdout`; the test "
-        "files are only scored. rbm-reco rows train in-process with `rbmcore` (the code `rbm-reco "
-        "train` runs: same carve, batches of 100 users, same trainers), with each kind's "
-        "defaults; `binary`, `softmax` and `rated` are two-way (user-based + item-based RBM; "
-        "`rated`'s is on by size at MovieLens 100k), the `-user` rows are their user-based RBM "
-        "alone; `binary` is an ensemble of 3 two-way RBMs (`n_models`), `binary-1` one of them "
-        "(`n_models = 1`). After the validation choices every rbm-reco model is retrained on "
-        "the whole training part for its chosen epochs (the refit, `train.refit` default), as "
-        "ALS is refitted with its chosen grid point; `hybrid-no-refit` is the default hybrid as "
-        "selected, before its refit. ALS: Spark `pyspark.ml.recommendation.ALS`, "
-        "maxIter 15, tuned on the "
-        f"validation carve of the first seed: implicit grid {IMPLICIT_GRID} by nDCG@10, "
-        f"explicit grid {EXPLICIT_GRID} by RMSE; explicit ALS ranks by predicted rating and "
-        "predicts like = predicted rating ≥ 2.5.",
+        "early stopping, blend weights, alphas) uses a per-user "
+        f"{VAL_FRACTION:.0%} validation holdout carved from the training part with "
+        "`rbmcore.data.splits.split_holdout`; the test parts are only scored. rbm-reco rows train "
+        "in-process with `rbmcore` (the code `rbm-reco train` runs: same carve, batches of 100 "
+        "users, same trainers, then the refit on the whole training part for the chosen epochs), "
+        "each kind with its defaults; a part's row (e.g. `rated`, `binary`) is that part of the "
+        "composite model named in its notes, whose config is that kind's defaults; `-user` rows "
+        "are two-way models' user-based ways alone; the `val` columns are the row's model as "
+        "selected (before the refit) on its seed's validation holdout (item-based states from "
+        "the fit part), the numbers its choices were made on. u1 alone has the diagnostic rows. "
+        "ALS: Spark `pyspark.ml.recommendation.ALS`, maxIter 15, tuned on the validation carve of "
+        f"the first seed: implicit grid {IMPLICIT_GRID} by nDCG@10, explicit grid "
+        f"{EXPLICIT_GRID} by RMSE; explicit ALS ranks by predicted rating and predicts like = "
+        "predicted rating ≥ 2.5. Train and score seconds ran on a shared machine: indicative "
+        "only.",
         "",
     ]
-    for split, rows in rows_by_split.items():
-        lines += [f"### {split}", ""]
+    for split in splits:
+        lines += [f"### {split.name}", ""]
         lines.append("| model | " + " | ".join(title for _, title in COLUMNS) + " | notes |")
         lines.append("|---" * (len(COLUMNS) + 2) + "|")
-        for row in rows:
+        for row in split.rows:
             notes = "; ".join(sorted(set(n for n in row.notes if n)))
             cells = " | ".join(row.cell(key) for key, _ in COLUMNS)
             lines.append(f"| {row.name} | {cells} | {notes} |")
@@ -516,70 +633,77 @@ def markdown(
     return "\n".join(lines) + "\n"
 
 
-def write_section(path: Path, section: str) -> None:
-    """Replace (or append) the ``## Quality`` section of BENCHMARKS.md."""
-    text = path.read_text() if path.exists() else "# Benchmarks\n\n"
-    if SECTION in text:
-        head, rest = text.split(SECTION, 1)
-        tail = rest.split(SECTION_END, 1)[1].lstrip("\n") if SECTION_END in rest else ""
-        text = head + section + ("\n" + tail if tail else "")
-    else:
-        text = text.rstrip("\n") + "\n\n" + section
-    path.write_text(text)
-
-
 # -- main ----------------------------------------------------------------------------------
 def main(argv: list[str] | None = None) -> int:
-    """Every model on every split, the table printed and (unless ``--no-write``) written."""
+    """Every model on every split, each split's runs saved, the section rendered."""
     args = parse_args(argv)
+    raw = Path(args.raw)
     if args.threads > 0:
         torch.set_num_threads(args.threads)
-    names = ["u1"] if args.quick else args.splits.split(",")
-    seeds = list(range(1 if args.quick else args.seeds))
-    kinds = [k for k in args.kinds.split(",") if k]
-    command = "python -m bench.quality " + " ".join(argv if argv is not None else sys.argv[1:])
-    began = time.perf_counter()
-    spark = local_spark()
-    rows_by_split: dict[str, list[Row]] = {}
-
-    def write_partial() -> None:
-        if not args.no_write:  # partial tables survive an interrupted run
-            minutes = (time.perf_counter() - began) / 60
-            partial = markdown(rows_by_split, seeds, command + "  (in progress)", minutes)
-            write_section(Path(args.output), partial)
-
-    for split in load_splits(Path(args.data), names):
-        runners = tuned_runners(spark, split, kinds, seeds[0])
-        rows = rows_by_split.setdefault(split.name, [])
-        for name, runner in runners:
-            row = Row(name)
-            rows.append(row)
-            row_seeds = seeds_of_row(row, seeds, args.tutorial_rbm_seeds)
-            run_seeds(split, row, runner, row_seeds, write_partial)
-    minutes = (time.perf_counter() - began) / 60
-    section = markdown(rows_by_split, seeds, command, minutes)
+    if not args.render:
+        run_splits(args, raw, argv if argv is not None else sys.argv[1:])
+    section = markdown(saved_splits(raw))
     print(section)
     if not args.no_write:
-        write_section(Path(args.output), section)
-    spark.stop()
+        write_section(Path(args.output), section, SECTION, SECTION_END)
     return 0
+
+
+def run_splits(args: argparse.Namespace, raw: Path, argv: list[str]) -> None:
+    keys = ["u1"] if args.quick else args.splits.split(",")
+    seeds = [TrainConfig().seed + i for i in range(1 if args.quick else args.seeds)]
+    command = "python -m bench.quality " + " ".join(argv)
+    spark = local_spark()
+    for key, split in zip(keys, load_splits(keys, Path(args.data), Path(args.data_1m)),
+                          strict=True):  # fmt: skip
+        began = time.perf_counter()
+        runs = SplitRuns(key, split.name, command, now(), seeds)
+
+        def save(runs: SplitRuns = runs, began: float = began) -> None:
+            runs.minutes = (time.perf_counter() - began) / 60
+            runs.save(raw)
+            if not args.no_write:  # partial tables survive an interrupted run
+                write_section(Path(args.output), markdown(saved_splits(raw)), SECTION, SECTION_END)
+
+        diagnostics = key == "u1" and not args.lean
+        runners, runs.als = tuned_runners(spark, split, seeds[0], diagnostics, args.epochs)
+        for name, runner in runners:
+            row = Row(name)
+            runs.rows.append(row)
+            run_seeds(split, row, runner, seeds_of_row(row, seeds, args.tutorial_rbm_seeds), save)
+        runs.finished = True
+        save()
+    spark.stop()
+
+
+def now() -> str:
+    return datetime.now(UTC).isoformat(timespec="minutes")
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="python -m bench.quality", description=__doc__.split("\n\n")[0]
     )
-    parser.add_argument("--splits", default="u1,random", help="comma list of u1, random")
-    parser.add_argument("--seeds", type=int, default=3, help="seeds per model")
+    parser.add_argument(
+        "--splits", default=",".join(SPLITS), help=f"comma list of {', '.join(SPLITS)}"
+    )
+    parser.add_argument("--seeds", type=int, default=3, help="seeds per model: 42, 43, ...")
     parser.add_argument("--quick", action="store_true", help="one seed, u1 only")
+    parser.add_argument("--lean", action="store_true", help="no diagnostic rows on u1")
+    parser.add_argument(
+        "--epochs", type=int, default=None,
+        help="cap every rbm-reco part's epochs (a smoke run: the numbers mean nothing)",
+    )  # fmt: skip
     parser.add_argument(
         "--tutorial-rbm-seeds",
         type=int,
         default=None,
         help="seeds for the (slow) tutorial RBM row",
     )
-    parser.add_argument("--kinds", default=",".join(RBM_KINDS), help="rbm-reco kinds to run")
-    parser.add_argument("--data", default=str(REPO.parent / "shared" / "data" / "ml-100k"))
+    parser.add_argument("--data", default=str(DATA_100K), help="the MovieLens 100k folder")
+    parser.add_argument("--data-1m", default=str(DATA_1M), help="the ml-1m-dev folder")
+    parser.add_argument("--raw", default=str(DEFAULT_RAW), help="where each split's runs are kept")
+    parser.add_argument("--render", action="store_true", help="render the saved runs only")
     parser.add_argument("--output", default=str(REPO / "BENCHMARKS.md"))
     parser.add_argument("--no-write", action="store_true", help="print the table only")
     parser.add_argument(
@@ -602,11 +726,9 @@ def local_spark():
     return spark
 
 
-def tuned_runners(
-    spark, split: Split, kinds: list[str], seed: int
-) -> list[tuple[str, Callable[[int], Result]]]:
-    """The table's runners on ``split``, ALS with the grid points chosen on validation with
-    ``seed``."""
+def tuned_runners(spark, split: Split, seed: int, diagnostics: bool, epochs: int | None):
+    """The table's runners on ``split`` (ALS with the grid points chosen on validation with
+    ``seed``) and the ALS choices."""
     log(
         f"split {split.name}: {len(split.train)} users, {split.train.n_items} items, "
         f"{split.train.nnz} train / {split.test.nnz} test ratings"
@@ -614,7 +736,8 @@ def tuned_runners(
     implicit, _ = tune_als(spark, split, True, seed)
     explicit, _ = tune_als(spark, split, False, seed)
     log(f"ALS implicit chosen {implicit}; explicit chosen {explicit}")
-    return make_runners(spark, split, implicit, explicit, kinds)
+    runners = make_runners(spark, split, implicit, explicit, diagnostics, epochs)
+    return runners, {"implicit": str(implicit), "explicit": str(explicit)}
 
 
 def seeds_of_row(row: Row, seeds: list[int], tutorial_seeds: int | None) -> list[int]:

@@ -18,7 +18,7 @@ import argparse
 import numpy as np
 import torch
 
-from bench.quality import train_rbm
+from bench.protocol import train_rbm
 from rbmcore.data.csr import csr_from_pairs
 from rbmcore.data.scale import HALF_STARS
 from rbmcore.data.splits import split_holdout

@@ -18,7 +18,7 @@ COMMANDS = {
     "run": "the whole pipeline: ingest, train, score, evaluate (generates data if none given)",
     "ingest": "validate ratings (any MovieLens release, CSV, Parquet, tables), quarantine bad "
     "lines, publish per-user Parquet + vocabulary as one unit",
-    "train": "train the RBM on the driver, save the model artifact",
+    "train": "train the model on the driver, save the model artifact",
     "score": "score every user on Spark, publish OUT/recommendations/dt=.../ "
     "(--ratings: tonight's ratings with a saved model, no training)",
     "evaluate": "metrics of an export and the model on the test split",

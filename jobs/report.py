@@ -15,8 +15,9 @@ LOSS_PLOT = PLOT_FILE  # the training plot in the model folder
 def plot_training(history: list[dict[str, Any]], path: str | Path, title: str = "") -> None:
     """Train loss and validation numbers per epoch, one PNG; one row of panels per trained
     part (a hybrid's ``rated`` and ``like`` parts), the ranking metric (validation nDCG@10)
-    where the part tracks it; within a part, one line per RBM trained (an ensemble's
-    ``member``, a two-way model's user / item ``way``)."""
+    where the part tracks it; within a part, one line per model trained (a blend's
+    ``machine``, an ensemble's ``member``, a two-way model's user / item ``way``, a deep
+    belief net's ``layer``)."""
     parts = list(dict.fromkeys(r.get("part", "") for r in history)) or [""]
     fig = Figure(figsize=(10, 4 * len(parts)))  # no pyplot: no GUI backend, no global state
     axes = fig.subplots(len(parts), 2, squeeze=False)
@@ -27,17 +28,27 @@ def plot_training(history: list[dict[str, Any]], path: str | Path, title: str = 
     fig.savefig(path, dpi=100)
 
 
-def _series_label(member: int | None, way: str | None) -> str:
-    names = [f"member {member}"] if member else []
+SERIES_TAGS = ("machine", "member", "way", "layer")  # what tells a part's trained models apart
+
+
+def _series_key(record: dict[str, Any]) -> tuple:
+    return tuple(record.get(tag) for tag in SERIES_TAGS)
+
+
+def _series_label(key: tuple) -> str:
+    machine, member, way, layer = key
+    names = [machine] if machine else []
+    names += [f"member {member}"] if member else []
     names += [f"{way}-based"] if way else []
+    names += [f"layer {layer}" if layer else "its RBM"] if layer is not None else []
     return f" ({', '.join(names)})" if names else ""
 
 
 def _plot_part(history: list[dict[str, Any]], left, right, part: str) -> None:
-    series = dict.fromkeys((r.get("member"), r.get("way")) for r in history)
-    for member, way in series:
-        records = [r for r in history if (r.get("member"), r.get("way")) == (member, way)]
-        _plot_series(records, left, right, _series_label(member, way))
+    series = dict.fromkeys(_series_key(r) for r in history)
+    for key in series:
+        records = [r for r in history if _series_key(r) == key]
+        _plot_series(records, left, right, _series_label(key))
     prefix = f"{part}: " if part else ""
     left.set_title(f"{prefix}loss")
     right.set_title(f"{prefix}validation")

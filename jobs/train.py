@@ -1,4 +1,4 @@
-"""Train the RBM on the driver from ingest's per-user batches and save the model artifact.
+"""Train the model on the driver from ingest's per-user batches and save the model artifact.
 
     rbm-reco train --out OUT [--kind binary] [--epochs N] [--resume]
     spark-submit jobs/train.py --out OUT ...
@@ -30,6 +30,7 @@ from jobs.training.data import (
     all_training_data,
     evaluation_sample,
     load_training_data,
+    rbm_only,
     user_based_only,
 )
 from jobs.training.distributor import train_with_distributor
@@ -42,7 +43,7 @@ from jobs.training.model_files import (
     save_artifact,
 )
 from rbmcore.device import choose_device
-from rbmcore.models.factory import KINDS
+from rbmcore.models.factory import HYBRID_KINDS, KINDS, RANKING_MACHINES, is_ranking_kind
 from rbmcore.training.build import model_for_config
 from rbmcore.training.composite import trainer_for
 from rbmcore.training.config import JobSettings, TrainConfig
@@ -79,7 +80,7 @@ def run_train(
     if isinstance(batches, StreamingBatches):
         config = user_based_only(config, "streamed training data (train.cache = stream)")
     log.info(
-        "training %s RBM: %d users, %d items, %d ratings, %s hidden, device %s",
+        "training %s model: %d users, %d items, %d ratings, %s hidden, device %s",
         config.kind,
         n_users,
         vocab.n_items,
@@ -133,7 +134,7 @@ def run_train_distributed(
     ``run_train``'s."""
     if resume:
         raise UsageError("--resume is not supported with --distributed (no per-epoch checkpoints)")
-    config = user_based_only(config, "distributed training")
+    config = rbm_only(user_based_only(config, "distributed training"), "distributed training")
     vocab = load_vocabulary(spark, out)
     fit_rows, batches, validation, test, n_users, n_ratings = load_training_data(
         spark, job, config, out, vocab.n_items, cache="memory"
@@ -156,10 +157,10 @@ def model_for_data(config: TrainConfig, vocab: Vocabulary, n_users: int | None =
     """A fresh model of ``config`` over the ingested vocabulary and rating scale; a kind that
     cannot model the data (a like model on implicit data, more softmax states than the scale
     has levels) is a usage error."""
-    if vocab.scale.implicit and config.kind != "rated":
+    if vocab.scale.implicit and (config.kind in HYBRID_KINDS or not is_ranking_kind(config.kind)):
         raise UsageError(
             f"the {config.kind} kind needs ratings, and the ingested data are implicit (no "
-            "rating column); train the rated kind: --kind rated"
+            f"rating column); train a kind that ranks: --kind {' or '.join(RANKING_MACHINES)}"
         )
     try:
         return model_for_config(
@@ -210,11 +211,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def train_overrides(args: argparse.Namespace) -> dict[str, dict[str, Any]]:
     """The [train] settings the flags give; ``--epochs`` is every part's maximum, the
-    item-based ways' too (their ``[train.item]`` epochs default to 150, not ``train.epochs``)."""
+    item-based ways' and a deep belief net's upper layers' too (their ``[train.item]`` and
+    ``[train.layer]`` epochs have defaults of their own, not ``train.epochs``)."""
     names = ("kind", "epochs", "n_hidden", "lr", "seed", "device", "distributed")
     train: dict[str, Any] = {n: getattr(args, n, None) for n in names}
     if args.epochs is not None:
         train["item"] = {"epochs": args.epochs}
+        train["layer"] = {"epochs": args.epochs}
     return {"train": train}
 
 

@@ -1,6 +1,7 @@
 """Held-out quality of a model: what validation (early stopping, every choice) and the per-epoch
-test report measure. A model ranks (``rated``, ``hybrid``: top-10 metrics) or predicts likes
-and ratings (``binary``, ``softmax``: like NLL, like error, AUC, RMSE)."""
+test report measure. A model ranks (``rated``, ``multvae``, the hybrid kinds: top-10 metrics)
+or predicts likes and ratings (``binary``, ``softmax``, ``autorec``: like NLL, like error,
+AUC, RMSE)."""
 
 from __future__ import annotations
 
@@ -10,14 +11,15 @@ import torch
 from rbmcore import metrics
 from rbmcore.data.csr import RatingsCSR
 from rbmcore.models.contract import Recommender
+from rbmcore.models.factory import is_ranking_kind
 from rbmcore.scoring import predict_csr, recommend_csr
 
-RANKING_KINDS = ("rated", "hybrid")  # models judged by how they rank unseen items
 RANKING_K = 10
 
 
 def is_ranking_model(model: Recommender) -> bool:
-    return model.kind in RANKING_KINDS
+    """Whether ``model`` is judged by how it ranks unseen items (``is_ranking_kind``)."""
+    return is_ranking_kind(model.kind)
 
 
 @torch.no_grad()

@@ -21,6 +21,7 @@ from urllib.parse import urlparse
 from jobs.common.errors import UsageError
 from rbmcore.training.config import (
     HYBRID_PARTS,
+    HYBRID_PRESETS,
     ITEM_DEFAULTS,
     JobSettings,
     TrainConfig,
@@ -236,7 +237,7 @@ def check_score(table: dict[str, Any]) -> None:
 
 # the keys a [train.rated] / [train.like] table may override, and a [train.item] table
 _TRAIN_FIELDS = {f.name for f in dataclasses.fields(TrainConfig)}
-PART_KEYS = _TRAIN_FIELDS - {"kind", "like_kind", *HYBRID_PARTS}
+PART_KEYS = _TRAIN_FIELDS - {"kind", "rated_kind", "like_kind", *HYBRID_PARTS}
 ITEM_KEYS = _TRAIN_FIELDS - {
     "kind", "item", "item_batch", "momentum", "val_fraction", "seed", "device", *HYBRID_PARTS
 }  # fmt: skip
@@ -253,7 +254,8 @@ def train_settings(conf: dict[str, Any]) -> tuple[TrainConfig, JobSettings]:
         check_keys(f"train.{name}", table.get(name, {}), sorted(known))
     try:
         config, job = settings_from_table(table)
-        parts = [config.part(p) for p in HYBRID_PARTS] if config.kind == "hybrid" else [config]
+        hybrid = config.kind in HYBRID_PRESETS
+        parts = [config.part(p) for p in HYBRID_PARTS] if hybrid else [config]
         for part in parts:
             if part.kind in ITEM_DEFAULTS:
                 part.item_way()

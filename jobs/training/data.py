@@ -7,7 +7,7 @@ import logging
 
 import numpy as np
 
-from jobs.common.errors import JobError
+from jobs.common.errors import JobError, UsageError
 from jobs.ingestion.readback import (
     StreamingBatches,
     choose_cache,
@@ -19,7 +19,12 @@ from jobs.storage import fs, layout
 from rbmcore.data.batch import batches_from_assignment
 from rbmcore.data.csr import merge_rows
 from rbmcore.data.splits import align_rows, bounded_evaluation, split_holdout
-from rbmcore.training.config import JobSettings, TrainConfig, without_item_ways
+from rbmcore.training.config import (
+    JobSettings,
+    TrainConfig,
+    rbm_machines_only,
+    without_item_ways,
+)
 
 log = logging.getLogger("rbm-reco.train")
 
@@ -30,6 +35,21 @@ def user_based_only(config: TrainConfig, reason: str) -> TrainConfig:
     plain = without_item_ways(config)
     if plain != config:
         log.warning("%s: training user-based RBMs only (no item-based ways)", reason)
+    return plain
+
+
+def rbm_only(config: TrainConfig, reason: str) -> TrainConfig:
+    """``config`` with its blends reduced to their RBMs (``rbm_machines_only``), logged when
+    that changes the model; a usage error when a part has no RBM to train."""
+    try:
+        plain = rbm_machines_only(config)
+    except ValueError as exc:
+        raise UsageError(f"{reason} trains RBMs only: {exc}; train it on the driver") from exc
+    if plain != config:
+        log.warning(
+            "%s trains RBMs only: kind %s, ranking part %s, like part %s (the other machines "
+            "of a blend are not trained)", reason, plain.kind, plain.rated_kind, plain.like_kind,
+        )  # fmt: skip
     return plain
 
 

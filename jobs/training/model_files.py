@@ -104,7 +104,7 @@ def save_artifact(
 
     def write(folder: Path) -> dict[str, Any]:
         meta = write_model(folder, model.cpu(), vocab.movie_ids, training)
-        plot_training(history, folder / PLOT_FILE, f"{trainer.config.kind} RBM")
+        plot_training(history, folder / PLOT_FILE, f"{trainer.config.kind} model")
         return meta
 
     meta = model_store.publish(spark, write, model_path)

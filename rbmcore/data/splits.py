@@ -1,4 +1,5 @@
-"""Held-out splits of the ratings: the validation holdout and the bounded evaluation sample."""
+"""Held-out splits of the ratings: the validation holdout, the per-user temporal split and the
+bounded evaluation sample."""
 
 from __future__ import annotations
 
@@ -25,6 +26,21 @@ def split_holdout(
     rank_in_row[order] = np.arange(csr.nnz) - np.repeat(csr.indptr[:-1], lengths)
     held = rank_in_row < n_out[row]
     return mask_rows(csr, ~held), mask_rows(csr, held)
+
+
+def temporal_holdout(users: np.ndarray, times: np.ndarray, fraction: float) -> np.ndarray:
+    """(n,) bool: True for each user's last ``fraction`` of ratings by time, the held-out part
+    of a per-user temporal split (what users rate next). A user with n ratings holds out
+    ``floor(fraction * n + 1/2)`` of them, the latest (ties in time: the later in the
+    input); users: (n,) user ids; times: (n,) timestamps."""
+    users, times = np.asarray(users), np.asarray(times)
+    order = np.lexsort((np.arange(len(users)), times, users))  # user, then time, then input
+    _, starts, counts = np.unique(users[order], return_index=True, return_counts=True)
+    n_out = np.floor(fraction * counts + 0.5).astype(np.int64)
+    rank = np.arange(len(order)) - np.repeat(starts, counts)  # position in the user's history
+    held = np.empty(len(users), dtype=bool)
+    held[order] = rank >= np.repeat(counts - n_out, counts)
+    return held
 
 
 DEFAULT_EVAL_USERS = 20_000  # users a run validates and reports on (train.eval_users)

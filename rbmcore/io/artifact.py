@@ -31,7 +31,7 @@ from rbmcore import __version__
 from rbmcore.errors import ModelFileError
 from rbmcore.io.folders import new_stage, recover_folder, replace_folder, sha256_file
 from rbmcore.models.contract import Recommender
-from rbmcore.models.factory import KINDS, build_model, model_from_tensors
+from rbmcore.models.factory import build_model, is_known_kind, model_from_tensors
 
 __all__ = ["ModelFileError", "load_model", "save_model"]
 
@@ -145,7 +145,7 @@ def check_meta(meta: dict[str, Any], where: Path) -> None:
         raise ModelFileError(f"{where} is not a model description of this format ({problem})")
     hyper, shapes = meta["hyperparameters"], meta["shapes"]
     checks = {
-        "kind": meta["kind"] in KINDS,
+        "kind": isinstance(meta["kind"], str) and is_known_kind(meta["kind"]),
         "n_items": _is_count(meta["n_items"]),
         "hyperparameters": isinstance(hyper, dict) and hyper.get("kind") == meta["kind"]
         and hyper.get("n_items") == meta["n_items"],
@@ -193,17 +193,27 @@ def expected_shapes(hyper: dict[str, Any], where: Path) -> dict[str, list[int]]:
     return {k: list(v.shape) for k, v in model.state_dict().items()}
 
 
+# counts whose 0 is meaningful: softmax states per level, no extra encoder layer, no annealing
+ZERO_MEANS_DEFAULT = ("states", "encoder_hidden", "anneal_epochs")
+
+
 def _check_sizes(hyper: dict[str, Any], where: Path, prefix: str = "") -> None:
-    """Every count in the hyperparameters (nested tables too) within [1, MAX_SIZE], every
-    ``*models`` count within [1, MAX_MODELS]."""
+    """Every count in the hyperparameters (nested tables and lists too) within [1, MAX_SIZE]
+    (``ZERO_MEANS_DEFAULT`` within [0, MAX_SIZE]), every ``*models`` count within
+    [1, MAX_MODELS]."""
     for key, value in hyper.items():
         if isinstance(value, dict):
             _check_sizes(value, where, f"{prefix}{key}.")
+        elif isinstance(value, list):
+            for i, entry in enumerate(value):
+                if isinstance(entry, dict):
+                    _check_sizes(entry, where, f"{prefix}{key}[{i}].")
         elif isinstance(value, int) and not isinstance(value, bool):
             high = MAX_MODELS if key.endswith("models") else MAX_SIZE
-            if not 1 <= value <= high:
+            low = 0 if key in ZERO_MEANS_DEFAULT else 1
+            if not low <= value <= high:
                 raise ModelFileError(
-                    f"{where}: hyperparameter {prefix}{key} = {value} is outside [1, {high}]"
+                    f"{where}: hyperparameter {prefix}{key} = {value} is outside [{low}, {high}]"
                 )
 
 

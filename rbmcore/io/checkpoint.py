@@ -1,9 +1,10 @@
 """Per-epoch training checkpoints: everything needed to resume exactly, written atomically.
 
-A checkpoint is a folder with ``state.safetensors`` (model weights, optimiser momentum,
-best-so-far weights) and ``state.json`` (epoch, history, config, SHA-256 of the tensors).
-Loading checks ``state.json``'s keys and types, the checksum and the settings; tensors that do
-not fit the trainer's model are a ``ModelFileError`` too.
+A checkpoint is a folder with ``state.safetensors`` (model weights, the optimiser's state:
+SGD's momentum, Adam's moments and step; best-so-far weights) and ``state.json`` (epoch,
+history, config, SHA-256 of the tensors). Loading checks ``state.json``'s keys and types, the
+checksum and the settings; tensors that do not fit the trainer's model are a
+``ModelFileError`` too.
 """
 
 from __future__ import annotations
@@ -22,6 +23,9 @@ from rbmcore.io.folders import new_stage, recover_folder, replace_folder, sha256
 TENSORS = "state.safetensors"
 META = "state.json"
 META_KEYS = ("epochs_done", "best_epoch", "history", "config", "tensors_sha256")
+OPTIMIZER = "optimizer."  # prefix of the optimiser state's tensors: optimizer.<param>.<name>
+# optimiser states shaped like their parameter (SGD's, Adam's), checked before loading
+SHAPED = ("momentum_buffer", "exp_avg", "exp_avg_sq", "max_exp_avg_sq")
 DONE_MARKER = "phase.done"  # written when a stage's training has finished
 CHECKPOINT_FILES = (TENSORS, META, DONE_MARKER)  # the files of a checkpoint folder (any depth)
 # settings a resumed run may change: they do not change the epochs already trained
@@ -35,8 +39,9 @@ def save_checkpoint(folder: str | Path, trainer: Any) -> None:
         f"model.{k}": v.detach().cpu().contiguous() for k, v in trainer.model.state_dict().items()
     }
     for i, state in trainer.optimizer.state_dict()["state"].items():
-        if state.get("momentum_buffer") is not None:
-            tensors[f"momentum.{i}"] = state["momentum_buffer"].detach().cpu().contiguous()
+        for name, value in state.items():  # SGD's momentum_buffer; Adam's step, exp_avg, ...
+            if isinstance(value, torch.Tensor):
+                tensors[f"{OPTIMIZER}{i}.{name}"] = value.detach().cpu().contiguous()
     for k, v in (trainer.best_state or {}).items():
         tensors[f"best.{k}"] = v.detach().cpu().contiguous()
     stage = new_stage(folder)
@@ -103,19 +108,24 @@ def load_checkpoint(folder: str | Path, trainer: Any) -> int:
     except (SafetensorError, OSError) as exc:
         raise ModelFileError(f"checkpoint {folder} is unreadable: {exc}") from exc
     params = [p for group in trainer.optimizer.param_groups for p in group["params"]]
-    momentum = _strip(tensors, "momentum.")
+    try:
+        optim = optimizer_state(trainer.optimizer, tensors)
+    except ValueError as exc:
+        raise ModelFileError(f"checkpoint {folder} has a bad optimiser entry: {exc}") from exc
     best = _strip(tensors, "best.")
     state = {k: v.shape for k, v in trainer.model.state_dict().items()}
-    fits = all(k.isdigit() and int(k) < len(params) and momentum[k].shape == params[int(k)].shape
-               for k in momentum) and all(state.get(k) == v.shape for k, v in best.items())
+    fits = all(
+        0 <= index < len(params)
+        and all(v.shape == params[index].shape for name, v in entry.items() if name in SHAPED)
+        for index, entry in optim["state"].items()
+    ) and all(state.get(k) == v.shape for k, v in best.items())
     try:
         trainer.model.load_state_dict(_strip(tensors, "model."))
     except RuntimeError as exc:
         raise ModelFileError(f"checkpoint {folder} does not fit the model: {exc}") from exc
     if not fits:
         raise ModelFileError(f"checkpoint {folder} does not fit the model's parameters")
-    for key, value in momentum.items():
-        trainer.optimizer.state[params[int(key)]]["momentum_buffer"] = value
+    trainer.optimizer.load_state_dict(optim)
     trainer.best_state = best or None
     trainer.best_epoch = meta["best_epoch"]
     trainer.history = meta["history"]
@@ -141,6 +151,19 @@ def check_state(meta: Any, folder: Path) -> None:
 
 def _is_int(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
+
+
+def optimizer_state(optimizer: torch.optim.Optimizer, tensors: dict[str, torch.Tensor]):
+    """``optimizer``'s state dict with the per-parameter state of a checkpoint's tensors
+    (``optimizer.<param>.<name>``; ``momentum.<param>``, SGD's, in older checkpoints). The
+    step counts go to the CPU, where ``load_state_dict`` expects them."""
+    state: dict[int, dict[str, torch.Tensor]] = {}
+    for key, value in _strip(tensors, OPTIMIZER).items():
+        index, name = key.split(".", 1)
+        state.setdefault(int(index), {})[name] = value.cpu() if name == "step" else value
+    for key, value in _strip(tensors, "momentum.").items():
+        state.setdefault(int(key), {})["momentum_buffer"] = value
+    return {**optimizer.state_dict(), "state": state}
 
 
 def _strip(tensors: dict[str, torch.Tensor], prefix: str) -> dict[str, torch.Tensor]:

@@ -519,7 +519,11 @@ class CategoricalRBM(nn.Module):
     def score_all(self, batch: UserBatch) -> dict[str, torch.Tensor]:
         """Per user of ``batch`` and every catalogue item, (batch, n_items) each: the ranking
         ``score`` (= p_like), ``p_like`` and, for the softmax kind, ``pred_rating``."""
-        p_h, offsets = self.hidden_probs(batch), self.batch_offsets(batch)
+        return self.outputs_of_hidden(self.hidden_probs(batch), self.batch_offsets(batch))
+
+    def outputs_of_hidden(self, p_h: torch.Tensor, offsets: torch.Tensor):
+        """``score_all``'s outputs, (batch, n_items) each, from hidden probabilities p_h:
+        (batch, n_hidden) and the users' offsets: (batch, K)."""
         if self.kind == "binary":
             p_like = self.all_p_like(p_h, offsets)
             return {"score": p_like, "p_like": p_like}
@@ -531,7 +535,13 @@ class CategoricalRBM(nn.Module):
         self, batch: UserBatch, items: torch.Tensor, rows: torch.Tensor
     ) -> dict[str, torch.Tensor]:
         """(n,) p_like (and pred_rating for softmax) of query pairs (rows[n] of batch, items[n])."""
-        probs = self.state_probs(self.hidden_probs(batch), self.batch_offsets(batch), items, rows)
+        return self.pair_outputs(self.hidden_probs(batch), self.batch_offsets(batch), items, rows)
+
+    def pair_outputs(
+        self, p_h: torch.Tensor, offsets: torch.Tensor, items: torch.Tensor, rows: torch.Tensor
+    ) -> dict[str, torch.Tensor]:
+        """``predict_pairs``' outputs, (n,) each, from hidden probabilities and offsets."""
+        probs = self.state_probs(p_h, offsets, items, rows)
         out = {"p_like": self.p_like(probs)}
         rating = self.expected_rating(probs)
         if rating is not None:

@@ -1,5 +1,6 @@
 """The default model: a ``rated`` RBM (which movies will the user watch) combined with a like /
-rating RBM (will they like it).
+rating RBM (will they like it); the hybrid kinds ``dbn`` and ``autoencoder`` are the same
+combination of other machines (rbmcore.models.factory).
 
 ``score = P(rated) * p_like ** alpha``: the rated RBM proposes what the user will watch, the
 like RBM demotes what they would dislike; ``alpha`` is chosen on the validation split
@@ -22,20 +23,26 @@ from rbmcore.data.scale import RatingScale
 from rbmcore.models.ensemble import union_of_users
 
 DEFAULT_ALPHA = 1.0  # the combination before validation chooses one
+# a part's hyperparameters the hybrid's own keys hold (like_kind, rated_hidden, like_item, ...)
+PART_SIZES = ("kind", "n_items", "n_hidden", "n_models", "item_based")
 
 
 class HybridRBM(nn.Module):
-    """A rated RBM (``RatedRBM``, or a two-way one) and a like RBM (``CategoricalRBM``, or a
-    two-way one) scored together (state keys ``rated.*``, ``like.*`` and the buffer
-    ``alpha``)."""
+    """A ranking part (a rated RBM, ``RatedRBM`` or a two-way one; or another machine that
+    outputs ``p_rated``) and a like part (a like RBM, ``CategoricalRBM`` or a two-way one or
+    an ensemble; or another machine that outputs ``p_like``) scored together (state keys
+    ``rated.*``, ``like.*`` and the buffer ``alpha``). ``kind``: which hybrid kind it is
+    (``hybrid``, ``dbn``, ``autoencoder``: rbmcore.models.factory)."""
 
-    kind = "hybrid"
     output_columns = ("p_rated", "p_like", "pred_rating")
 
-    def __init__(self, rated: nn.Module, like: nn.Module, alpha: float = DEFAULT_ALPHA):
+    def __init__(
+        self, rated: nn.Module, like: nn.Module, alpha: float = DEFAULT_ALPHA, kind: str = "hybrid"
+    ):
         super().__init__()
         if rated.n_items != like.n_items:
             raise ValueError(f"sub-models disagree on n_items: {rated.n_items} vs {like.n_items}")
+        self.kind = kind
         self.rated = rated
         self.like = like
         self.register_buffer("alpha", torch.tensor(float(alpha)))
@@ -99,13 +106,15 @@ class HybridRBM(nn.Module):
             "rated_hidden": self.rated.n_hidden,
             "rated_models": self.rated.n_models,
             "alpha": float(self.alpha),
-            "scale": self.like.scale.to_dict(),
         }
-        like = self.like.hyperparameters()
-        if "states" in like:  # a softmax like part's states
-            hyper["like_states"] = like["states"]
+        if self.rated.kind != "rated":
+            hyper["rated_kind"] = self.rated.kind
         for part in ("rated", "like"):  # a two-way part's (each member's) item-based way
-            item_based = getattr(self, part).hyperparameters().get("item_based")
+            part_hyper = getattr(self, part).hyperparameters()
+            item_based = part_hyper.get("item_based")
             if item_based:
                 hyper[f"{part}_item"] = item_based
+            extra = {k: v for k, v in part_hyper.items() if k not in PART_SIZES}
+            if extra:  # e.g. a deep belief net's layers, an autoencoder's settings
+                hyper[f"{part}_extra"] = extra
         return hyper

@@ -15,6 +15,8 @@ has no weights here: ``score_all_known`` says which rows the model could score.
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import torch
 from torch import nn
@@ -27,26 +29,19 @@ from rbmcore.models.categorical import state_gap
 ITEM_STATE_CHUNK = 4096  # items per pass when computing the item hidden states
 
 
-class ItemBasedRBM(nn.Module):
-    """An RBM whose visible units are the training users (``inner``: a ``CategoricalRBM`` or
-    ``RatedRBM`` with ``n_items`` = number of users) plus what scoring needs: the training
-    users' ids (buffers ``user_ids`` sorted, ``user_columns`` their visible unit) and every
-    item's hidden probabilities ``item_hidden`` ((n_items, hidden), or (n_models, n_items,
-    hidden) for a rated ensemble) and, for categorical RBMs, offsets ``item_offsets``
-    (n_items, K)."""
+class ItemWay(nn.Module):
+    """What every item-based way shares: ``inner``, a user-based model whose visible units are
+    the training users (its ``n_items`` = the number of users), and the training users' ids
+    (buffers ``user_ids`` sorted, ``user_columns`` their visible unit), which map a batch's
+    users to ``inner``'s units. Subclasses add the items' hidden states and the scoring;
+    ``rbmcore.models.contract.ItemWay`` is the protocol they meet."""
 
-    def __init__(self, inner: nn.Module, n_items: int) -> None:
+    def __init__(self, inner: nn.Module) -> None:
         super().__init__()
         self.inner = inner
-        n_users, hidden = inner.n_items, inner.n_hidden
-        self.is_rated = inner.kind == "rated"
-        shape = (inner.n_models, n_items, hidden) if self.is_rated else (n_items, hidden)
+        n_users = inner.n_items
         self.register_buffer("user_ids", torch.zeros(n_users, dtype=torch.int64))
         self.register_buffer("user_columns", torch.arange(n_users, dtype=torch.int64))
-        self.register_buffer("item_hidden", torch.zeros(shape))
-        self.register_buffer(
-            "item_offsets", torch.zeros(n_items, 0 if self.is_rated else inner.n_states)
-        )
 
     @property
     def kind(self) -> str:
@@ -55,10 +50,6 @@ class ItemBasedRBM(nn.Module):
     @property
     def scale(self) -> RatingScale:
         return self.inner.scale
-
-    @property
-    def n_items(self) -> int:
-        return int(self.item_hidden.shape[-2])
 
     @property
     def n_users(self) -> int:
@@ -94,12 +85,81 @@ class ItemBasedRBM(nn.Module):
         self.set_users(csr.user_ids)
         self.inner.init_visible_biases(transpose_csr(csr))
 
+    def _users_in_column_order(self) -> np.ndarray:
+        ids = torch.empty_like(self.user_ids)
+        ids[self.user_columns] = self.user_ids
+        return ids.cpu().numpy()
+
+    def check_rows(self, csr: RatingsCSR) -> None:
+        """Raise unless ``csr``'s rows are the training users in visible-unit order."""
+        if not np.array_equal(np.asarray(csr.user_ids), self._users_in_column_order()):
+            raise ValueError("set_item_states needs the training users' rows in training order")
+
+    def columns(self, user_ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(n,) visible-unit column of each user id and (n,) bool: known to the model."""
+        pos = torch.searchsorted(self.user_ids, user_ids).clamp_(max=self.n_users - 1)
+        known = self.user_ids[pos] == user_ids
+        return self.user_columns[pos], known
+
+    def batch_columns(self, batch: UserBatch) -> tuple[torch.Tensor, torch.Tensor]:
+        """``columns`` of the batch's users."""
+        if batch.user_ids is None:
+            raise ValueError("item-based scoring needs the batch's user ids (to_batch sets them)")
+        return self.columns(batch.user_ids)
+
+    def score_all(self, batch: UserBatch) -> dict[str, torch.Tensor]:
+        """``score_all_known``'s outputs alone (for the part's own validation)."""
+        return self.score_all_known(batch)[0]
+
+    def predict_pairs(
+        self, batch: UserBatch, items: torch.Tensor, rows: torch.Tensor
+    ) -> dict[str, torch.Tensor]:
+        """``predict_pairs_known``'s outputs alone (for the part's own validation)."""
+        return self.predict_pairs_known(batch, items, rows)[0]
+
+    def users_with_weights(self) -> torch.Tensor:
+        """The training users, whose visible units these are."""
+        return self.user_ids
+
+    def hyperparameters(self) -> dict[str, Any]:
+        """The item-based way's sizes and the inner model's other hyperparameters (what
+        ``rbmcore.models.factory.build_two_way`` takes)."""
+        sizes = ("kind", "n_items", "n_hidden", "n_models")
+        own = {k: v for k, v in self.inner.hyperparameters().items() if k not in sizes}
+        return {
+            "n_users": self.n_users,
+            "n_hidden": int(self.inner.n_hidden),
+            "n_models": int(self.inner.n_models),
+            **own,
+        }
+
+
+class ItemBasedRBM(ItemWay):
+    """An RBM whose visible units are the training users (``inner``: a ``CategoricalRBM`` or
+    ``RatedRBM`` with ``n_items`` = number of users) plus what scoring needs: the training
+    users' ids (``ItemWay``) and every item's hidden probabilities ``item_hidden`` ((n_items,
+    hidden), or (n_models, n_items, hidden) for a rated ensemble) and, for categorical RBMs,
+    offsets ``item_offsets`` (n_items, K)."""
+
+    def __init__(self, inner: nn.Module, n_items: int) -> None:
+        super().__init__(inner)
+        hidden = inner.n_hidden
+        self.is_rated = inner.kind == "rated"
+        shape = (inner.n_models, n_items, hidden) if self.is_rated else (n_items, hidden)
+        self.register_buffer("item_hidden", torch.zeros(shape))
+        self.register_buffer(
+            "item_offsets", torch.zeros(n_items, 0 if self.is_rated else inner.n_states)
+        )
+
+    @property
+    def n_items(self) -> int:
+        return int(self.item_hidden.shape[-2])
+
     @torch.no_grad()
     def set_item_states(self, csr: RatingsCSR) -> None:
         """Every item's hidden probabilities (and offsets) from the users' rows ``csr``,
         whose rows must be the training users in visible-unit order."""
-        if not np.array_equal(np.asarray(csr.user_ids), self._users_in_column_order()):
-            raise ValueError("set_item_states needs the training users' rows in training order")
+        self.check_rows(csr)
         items = transpose_csr(csr)
         device = self.item_hidden.device
         for lo in range(0, len(items), ITEM_STATE_CHUNK):
@@ -111,26 +171,10 @@ class ItemBasedRBM(nn.Module):
                 self.item_hidden[lo:hi] = self.inner.hidden_probs(batch)
                 self.item_offsets[lo:hi] = self.inner.batch_offsets(batch)
 
-    def _users_in_column_order(self) -> np.ndarray:
-        ids = torch.empty_like(self.user_ids)
-        ids[self.user_columns] = self.user_ids
-        return ids.cpu().numpy()
-
-    def columns(self, user_ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """(n,) visible-unit column of each user id and (n,) bool: known to the model."""
-        pos = torch.searchsorted(self.user_ids, user_ids).clamp_(max=self.n_users - 1)
-        known = self.user_ids[pos] == user_ids
-        return self.user_columns[pos], known
-
-    def _batch_columns(self, batch: UserBatch) -> tuple[torch.Tensor, torch.Tensor]:
-        if batch.user_ids is None:
-            raise ValueError("item-based scoring needs the batch's user ids (to_batch sets them)")
-        return self.columns(batch.user_ids)
-
     def score_all_known(self, batch: UserBatch) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
         """The same (batch, n_items) outputs as the user-based kind's ``score_all``, and
         (batch,) bool: rows of users the model knows (other rows hold garbage)."""
-        cols, known = self._batch_columns(batch)
+        cols, known = self.batch_columns(batch)
         inner = self.inner
         if self.is_rated:  # (n_models, batch, hidden) @ (n_models, hidden, n_items)
             logits = torch.bmm(inner.W[:, cols], self.item_hidden.transpose(1, 2))
@@ -161,21 +205,11 @@ class ItemBasedRBM(nn.Module):
         logits += c.unsqueeze(1)
         return logits.sigmoid_()
 
-    def score_all(self, batch: UserBatch) -> dict[str, torch.Tensor]:
-        """``score_all_known``'s outputs alone (for the part's own validation)."""
-        return self.score_all_known(batch)[0]
-
-    def predict_pairs(
-        self, batch: UserBatch, items: torch.Tensor, rows: torch.Tensor
-    ) -> dict[str, torch.Tensor]:
-        """``predict_pairs_known``'s outputs alone (for the part's own validation)."""
-        return self.predict_pairs_known(batch, items, rows)[0]
-
     def predict_pairs_known(
         self, batch: UserBatch, items: torch.Tensor, rows: torch.Tensor
     ) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
         """(n,) predictions of query pairs (rows[n] of batch, items[n]) and (n,) known."""
-        cols, known = self._batch_columns(batch)
+        cols, known = self.batch_columns(batch)
         cols, known = cols[rows], known[rows]
         inner = self.inner
         if self.is_rated:
@@ -189,14 +223,3 @@ class ItemBasedRBM(nn.Module):
         if rating is not None:
             out["pred_rating"] = rating
         return out, known
-
-    def users_with_weights(self) -> torch.Tensor:
-        """The training users, whose visible units these are."""
-        return self.user_ids
-
-    def hyperparameters(self) -> dict[str, int]:
-        return {
-            "n_users": self.n_users,
-            "n_hidden": int(self.inner.n_hidden),
-            "n_models": int(self.inner.n_models),
-        }

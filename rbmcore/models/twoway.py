@@ -1,4 +1,5 @@
-"""Two-way models: a user-based RBM and the item-based RBM of the same kind, blended.
+"""Two-way models: a user-based RBM (or AutoRec) and the item-based one of the same kind,
+blended.
 
 The user-based RBM sees each user's ratings and generalises across users; the item-based one
 (``rbmcore.models.itembased``) sees each item's ratings and generalises across items. Their
@@ -18,16 +19,17 @@ from torch import nn
 from rbmcore.data.batch import UserBatch
 from rbmcore.data.csr import RatingsCSR
 from rbmcore.data.scale import RatingScale
-from rbmcore.models.itembased import ItemBasedRBM
+from rbmcore.models.contract import ItemBasedWay
 
 DEFAULT_WEIGHT = 0.5  # the blend before validation chooses one
 
 
 class TwoWayRBM(nn.Module):
-    """``user`` (a user-based RBM of any kind) and ``item`` (``ItemBasedRBM`` of that kind)
-    blended with the buffer ``weight`` (1 = user-based only)."""
+    """``user`` (a user-based model of any kind) and ``item`` (its kind's item-based way:
+    ``ItemBasedRBM``, ``ItemBasedAutoRec``) blended with the buffer ``weight`` (1 =
+    user-based only)."""
 
-    def __init__(self, user: nn.Module, item: ItemBasedRBM, weight: float = DEFAULT_WEIGHT):
+    def __init__(self, user: nn.Module, item: ItemBasedWay, weight: float = DEFAULT_WEIGHT):
         super().__init__()
         if item.kind != user.kind or item.n_items != user.n_items:
             raise ValueError("the item-based way must be of the same kind and catalogue")

@@ -7,9 +7,11 @@ import logging
 import torch
 
 from rbmcore.data.scale import STARS, RatingScale
+from rbmcore.models.blend import BlendModel
 from rbmcore.models.contract import Recommender
-from rbmcore.models.factory import build_hybrid, build_model
-from rbmcore.training.config import AUTO_ITEM_CELLS, TrainConfig
+from rbmcore.models.factory import HYBRID_KINDS, build_model, check_part_kinds, is_blend
+from rbmcore.models.hybrid import HybridRBM
+from rbmcore.training.config import AUTO_ITEM_CELLS, HYBRID_PARTS, TrainConfig
 
 log = logging.getLogger("rbm-reco.train")
 
@@ -33,7 +35,8 @@ def item_way_sizes(
         )
         return None
     item = config.item_way()
-    return {"n_users": n_users, "n_hidden": item.n_hidden, "n_models": item.n_models}
+    sizes = {"n_users": n_users, "n_hidden": item.n_hidden, "n_models": item.n_models}
+    return {**sizes, **item.model_params()}
 
 
 def model_for_config(
@@ -45,25 +48,22 @@ def model_for_config(
 ) -> Recommender:
     """A freshly initialised model of ``config.kind`` with the config's sizes; ``n_users``
     (the training users) sizes item-based ways (``item_based``); ``scale``: the training
-    ratings' scale (ingest's), which the like and rating models encode."""
-    if config.kind == "hybrid":
-        rated, like = config.part("rated"), config.part("like")
-        return build_hybrid(
-            n_items,
-            like.n_hidden,
-            generator,
-            like_kind=like.kind,
-            rated_hidden=rated.n_hidden,
-            rated_models=rated.n_models,
-            like_models=like.n_models or 1,
-            rated_item=item_way_sizes(rated, n_users, n_items),
-            like_item=item_way_sizes(like, n_users, n_items),
-            scale=scale,
-            like_states=like.softmax_states,
+    ratings' scale (ingest's), which the like and rating models encode. A hybrid kind's parts
+    and a blend's machines are built in turn from their own configs."""
+    if config.kind in HYBRID_KINDS:
+        check_part_kinds(config.rated_kind, config.like_kind)
+        rated, like = (
+            model_for_config(config.part(name), n_items, generator, n_users, scale)
+            for name in HYBRID_PARTS
         )
-    params: dict = {"n_models": config.n_models or 1, "scale": scale}
-    if config.kind == "softmax":
-        params["states"] = config.softmax_states
+        return HybridRBM(rated, like, kind=config.kind)
+    if is_blend(config.kind):
+        first, second = (
+            model_for_config(config.blend_member(m), n_items, generator, n_users, scale)
+            for m in (0, 1)
+        )
+        return BlendModel(first, second)
+    params = {"n_models": config.n_models or 1, **config.model_params(), "scale": scale}
     item_based = item_way_sizes(config, n_users, n_items)
     if item_based:
         params["item_based"] = item_based

@@ -15,6 +15,14 @@ a stage that is itself composite nests its own stages below its folder.
   (``rbmcore.training.refit``) retrains each member for its own best epoch count.
 - ``HybridTrainer``: the rated part, then the like part (each with its own config from
   ``TrainConfig.part`` and its own early stopping), then alpha.
+- ``BlendTrainer``: the blend's first machine, then its second (each with its own kind's
+  config, ``TrainConfig.blend_member``), then their weight.
+- ``DeepBeliefTrainer``: a deep belief net layer by layer: its RBM (as it would train alone),
+  then each layer above it (``TrainConfig.layer_config``) on the activations of the layers
+  below, validated through the stack so far.
+
+A single model is trained by ``single_trainer``: the CD ``Trainer`` for an RBM, the
+``AutoencoderTrainer`` for an autoencoder.
 """
 
 from __future__ import annotations
@@ -31,12 +39,15 @@ import torch
 from rbmcore.data.batch import BatchSource, iter_row_chunks
 from rbmcore.data.csr import RatingsCSR, merge_rows, transpose_csr
 from rbmcore.evaluation import heldout_metrics
-from rbmcore.models.contract import Recommender
+from rbmcore.models.blend import BlendModel
+from rbmcore.models.contract import Recommender, TrainableAutoencoder
+from rbmcore.models.dbn import DeepBeliefNet, StackedLayer
 from rbmcore.models.ensemble import EnsembleRBM
 from rbmcore.models.hybrid import HybridRBM
 from rbmcore.models.twoway import TwoWayRBM
+from rbmcore.training.autoencoder import AutoencoderTrainer
 from rbmcore.training.config import HYBRID_PARTS, TrainConfig
-from rbmcore.training.selection import choose_alpha, choose_weight
+from rbmcore.training.selection import blend_metric, choose_alpha, choose_weight
 from rbmcore.training.trainer import Trainer
 
 log = logging.getLogger("rbm-reco.train")
@@ -154,7 +165,7 @@ class TwoWayTrainer(CompositeTrainer):
         target) pairs in user space. Returns the combined history."""
         model, config = self.model, self.config
         data = {"validation": validation, "test": test}
-        user = Trainer(model.user, config, self.device, self.after_backward)
+        user = self.stage_trainer(model.user, config, "user")
         self.fit_stage(
             "user", user, "the user-based way", {"way": "user"}, train=train, batches=batches,
             **data,
@@ -165,7 +176,9 @@ class TwoWayTrainer(CompositeTrainer):
             return heldout_metrics(model.item, context, target, device)
 
         item_config = config.item_way()
-        item = Trainer(model.item.inner, item_config, self.device, self.after_backward, evaluate)
+        item = single_trainer(
+            model.item.inner, item_config, self.device, self.after_backward, evaluate
+        )
         items = transpose_csr(train)
         self.fit_stage(
             "item", item, "the item-based way", {"way": "item"}, train=items,
@@ -220,7 +233,7 @@ class EnsembleTrainer(CompositeTrainer):
         for m, member in enumerate(self.model.members):
             name, config = member_name(m), member_config(self.config, m)
             label = f"ensemble member {m + 1}/{len(self.model.members)}"
-            log.info("%s of %s RBMs (seed %d)", label, config.kind, config.seed)
+            log.info("%s of %s models (seed %d)", label, config.kind, config.seed)
             self.fit_stage(
                 name, self.stage_trainer(member, config, name), label, {"member": m + 1},
                 train=train, batches=batches, validation=validation, test=test,
@@ -283,11 +296,119 @@ class HybridTrainer(CompositeTrainer):
         config = self.config.part(part)
         if isinstance(sub_model, (TwoWayRBM, EnsembleRBM)):
             what = "two-way" if isinstance(sub_model, TwoWayRBM) else "ensemble of"
-            log.info("training the hybrid's %s part (%s %s RBM)", part, what, config.kind)
+            log.info("training the hybrid's %s part (%s %s)", part, what, config.kind)
         self.fit_stage(
             part, self.stage_trainer(sub_model, config, part), f"the hybrid's {part} part",
             {"part": part}, train=train, batches=batches, validation=validation, test=test,
         )  # fmt: skip
+
+
+class BlendTrainer(CompositeTrainer):
+    """Trains a ``BlendModel``: stages ``first`` and ``second`` (each machine with its own
+    config, ``TrainConfig.blend_member``), then the weight of the first on validation.
+    ``best_epoch`` is the first machine's; ``weight_search`` holds {"blend": {weight:
+    validation metric}} and each machine's own blend weights."""
+
+    MAIN_STAGE = "first"
+    STAGES = ("first", "second")
+
+    def fit(
+        self,
+        train: RatingsCSR,
+        batches: Batches,
+        validation: Pair | None = None,
+        test: Pair | None = None,
+    ) -> list[dict[str, Any]]:
+        """Train both machines as their own trainers would; returns the combined history
+        (records tagged ``machine``)."""
+        for m, name in enumerate(self.STAGES):
+            config = self.config.blend_member(m)
+            label = f"the blend's {name} machine ({config.kind})"
+            self.fit_stage(
+                name, self.stage_trainer(getattr(self.model, name), config, name), label,
+                {"machine": config.kind}, train=train, batches=batches, validation=validation,
+                test=test,
+            )  # fmt: skip
+        if validation is not None and validation[1].nnz:
+            weight, self.weight_search["blend"] = choose_weight(
+                self.model, *validation, self.device, metric=blend_metric(self.model)
+            )
+            log.info(
+                "blend %s: weight %.1f of %s (validation by weight: %s)",
+                self.model.kind,
+                weight,
+                self.model.first.kind,
+                ", ".join(f"{w:g}: {v:.4f}" for w, v in self.weight_search["blend"].items()),
+            )
+        if self.use_all_ratings:
+            use_all_ratings(self.model, train, validation)
+        return self.history
+
+    def refit_settings(self) -> dict[str, Any]:
+        """Each machine's best epochs (and its own settings) in ``members``."""
+        own = self.config.members or [{}, {}]
+        settings = [self.stage_settings[name] for name in self.STAGES]
+        return {"members": [{**own[m], **s} for m, s in enumerate(settings)]}
+
+
+class DeepBeliefTrainer(CompositeTrainer):
+    """Trains a ``DeepBeliefNet`` greedily: stage ``rbm`` (its RBM, as it would train alone),
+    then stages ``layer1``, ``layer2``, ... (each upper layer by CD on the fixed activations
+    below it, early-stopped on validation through the stack so far). ``best_epoch`` is the
+    RBM's."""
+
+    MAIN_STAGE = "rbm"
+
+    def fit(
+        self,
+        train: RatingsCSR,
+        batches: Batches,
+        validation: Pair | None = None,
+        test: Pair | None = None,
+    ) -> list[dict[str, Any]]:
+        """Train the layers bottom-up; returns the combined history (records tagged
+        ``layer``: 0 for the RBM)."""
+        net, data = self.model, {"validation": validation, "test": test}
+        rbm = self.stage_trainer(net.bottom, self.config, "rbm")
+        self.fit_stage(
+            "rbm", rbm, "the deep belief net's RBM", {"layer": 0}, train=train,
+            batches=batches, **data,
+        )  # fmt: skip
+        for index in range(1, len(net.layers) + 1):
+            stack = net.truncated(index)
+
+            def evaluate(_layer, context, target, device, stack=stack):  # through the stack
+                return heldout_metrics(stack, context, target, device)
+
+            layer = Trainer(
+                StackedLayer(net, index - 1), self.config.layer_config(index), self.device,
+                self.after_backward, evaluate,
+            )  # fmt: skip
+            self.fit_stage(
+                f"layer{index}", layer, f"layer {index} of the deep belief net",
+                {"layer": index}, train=train, batches=batches, **data,
+            )  # fmt: skip
+        return self.history
+
+    def refit_settings(self) -> dict[str, Any]:
+        """The RBM's best epochs; each upper layer's in the ``layer`` table's ``epochs``."""
+        layers = range(1, len(self.model.layers) + 1)
+        epochs = [self.stage_settings[f"layer{i}"]["epochs"] for i in layers]
+        return {**self.stage_settings["rbm"], "layer": {**self.config.layer, "epochs": epochs}}
+
+
+def single_trainer(
+    model: Recommender,
+    config: TrainConfig,
+    device: torch.device,
+    after_backward: Callable[[torch.nn.Module], None] | None = None,
+    evaluate: Callable[..., dict[str, float]] = heldout_metrics,
+) -> Trainer:
+    """The trainer of one machine: ``AutoencoderTrainer`` for an autoencoder
+    (``TrainableAutoencoder``), else the CD ``Trainer``."""
+    if isinstance(model, TrainableAutoencoder):
+        return AutoencoderTrainer(model, config, device, after_backward, evaluate)
+    return Trainer(model, config, device, after_backward, evaluate)
 
 
 def trainer_for(
@@ -299,11 +420,12 @@ def trainer_for(
     resume: bool = False,
     use_all_ratings: bool = True,
 ) -> Trainer | CompositeTrainer:
-    """The trainer of ``model``: ``HybridTrainer``, ``TwoWayTrainer``, ``EnsembleTrainer`` or a
-    plain ``Trainer`` (whose ``fit_checkpointed`` takes the checkpoint folder itself)."""
+    """The trainer of ``model``: a composite one (``COMPOSITE_TRAINERS``) or a single
+    machine's (``single_trainer``, whose ``fit_checkpointed`` takes the checkpoint folder
+    itself)."""
     composite = COMPOSITE_TRAINERS.get(type(model))
     if composite is None:
-        return Trainer(model, config, device, after_backward)
+        return single_trainer(model, config, device, after_backward)
     return composite(
         model, config, device, after_backward, checkpoint_dir, resume, use_all_ratings
     )
@@ -313,6 +435,8 @@ COMPOSITE_TRAINERS: dict[type, type[CompositeTrainer]] = {
     HybridRBM: HybridTrainer,
     EnsembleRBM: EnsembleTrainer,
     TwoWayRBM: TwoWayTrainer,
+    BlendModel: BlendTrainer,
+    DeepBeliefNet: DeepBeliefTrainer,
 }
 
 

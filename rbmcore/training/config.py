@@ -12,10 +12,22 @@ import dataclasses
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
-from rbmcore.models.factory import KINDS
+from rbmcore.models.blend import blended_kinds
+from rbmcore.models.factory import KINDS, RBM_MACHINES, check_part_kinds, is_known_kind
 
-# Per-kind defaults of the model hyperparameters. ``hybrid`` trains a ``rated`` sub-model
-# and a ``like_kind`` sub-model, each with its own kind's defaults.
+# AutoRec's settings, user-based and item-based alike (KIND_DEFAULTS, ITEM_DEFAULTS)
+_AUTOREC: dict[str, Any] = {
+    "n_hidden": 500,
+    "epochs": 60,
+    "lr": 1e-3,
+    "weight_decay": 0.08,
+    "lr_decay": 1.0,
+    "like_slope": 2.0,
+    "dropout": 0.0,
+}
+# Per-kind defaults of the model hyperparameters. The hybrid kinds (``HYBRID_PRESETS``) train a
+# ranking part of kind ``rated_kind`` and a like part of kind ``like_kind``, each with its own
+# kind's defaults; a blend kind (``binary+autorec``) trains each machine with its own.
 KIND_DEFAULTS: dict[str, dict[str, Any]] = {
     "binary": {
         "n_hidden": 100,
@@ -53,7 +65,61 @@ KIND_DEFAULTS: dict[str, dict[str, Any]] = {
         "sub_batches": 2,
         "item_based": "auto",
     },
+    # AutoRec (models/autoencoder.py), chosen on the u1.base validation carve (seed 42): user-
+    # based and item-based (I-AutoRec, ITEM_DEFAULTS) blended, RMSE 0.891 (item-based alone
+    # 0.907, user-based 0.970); Adam, weight decay = the L2 penalty (0.04-0.2: 0.889-0.901)
+    "autorec": {**_AUTOREC, "n_models": 1, "sub_batches": 1, "item_based": True},
+    # the which-movies autoencoder (models/autoencoder.py), u1.base validation carve (seed 42):
+    # nDCG@10 0.216 (denoising, 600 units, weight decay 0.02) vs 0.208 (weight decay 0.01)
+    "multvae": {
+        "n_hidden": 600,
+        "epochs": 200,
+        "lr": 1e-3,
+        "weight_decay": 0.02,
+        "lr_decay": 1.0,
+        "n_models": 1,
+        "sub_batches": 1,
+        "item_based": False,
+        "encoder_hidden": 0,
+        "variational": False,
+        "dropout": 0.5,
+        "beta": 0.2,
+        "anneal_epochs": 50,
+        "patience": 20,
+    },
 }
+# The hybrid kinds: which machine answers "which movies" (``rated_kind``) and which "will they
+# like it" (``like_kind``), and the parts' settings (``[train.rated]``, ``[train.like]``
+# override them). ``dbn``: deep belief nets over the rated and the like RBMs (models/dbn.py);
+# ``autoencoder``: the which-movies autoencoder and AutoRec.
+HYBRID_PRESETS: dict[str, dict[str, Any]] = {
+    # like part: the 3 binary RBMs blended with AutoRec, chosen on validation (docs/models.md,
+    # "Choosing the default"; bench/selection.py)
+    "hybrid": {"rated_kind": "rated", "like_kind": "binary+autorec", "rated": {}, "like": {}},
+    "dbn": {
+        "rated_kind": "rated",
+        "like_kind": "binary",
+        "rated": {"layers": [100], "n_models": 1, "item_based": False},
+        "like": {"layers": [50], "n_models": 1, "item_based": False},
+    },
+    "autoencoder": {"rated_kind": "multvae", "like_kind": "autorec", "rated": {}, "like": {}},
+}
+# The layers a deep belief net stacks on its RBM (``layers``): how each is trained (CD-k on the
+# mean-field activations below it); ``[train.layer]`` overrides them (``epochs`` may be a list,
+# one per layer). u1.base validation carve.
+LAYER_DEFAULTS: dict[str, Any] = {
+    "epochs": 30,
+    "lr": 0.05,
+    "weight_decay": 1e-3,
+    "lr_decay": 1.0,
+    "cd_schedule": [[0, 1]],
+}
+# model hyperparameters a kind's constructor takes beyond its sizes (models/factory.py)
+MODEL_PARAMS: dict[str, tuple[str, ...]] = {
+    "autorec": ("like_slope", "dropout"),
+    "multvae": ("encoder_hidden", "variational", "dropout", "beta", "anneal_epochs"),
+}
+DEFAULT_PATIENCE = 6  # epochs without validation improvement before stopping
 # The item-based way of a two-way model (``item_based = true``; models/twoway.py): an RBM of the
 # same kind over the transposed ratings, batches of ``item_batch`` items. Chosen on the u1.base
 # validation split like KIND_DEFAULTS (BENCHMARKS.md); ``[train.item]`` overrides them.
@@ -80,6 +146,7 @@ ITEM_DEFAULTS: dict[str, dict[str, Any]] = {
         # 3 x 100: 0.2326, 3 x 200: 0.2336, 5 x 200: 0.2353 (seed 42: 1 x 100 0.2343)
         "n_models": 5,
     },
+    "autorec": dict(_AUTOREC),  # I-AutoRec: a case per item, the training users its units
 }
 HYBRID_PARTS = ("rated", "like")
 # ``item_based = "auto"``: train the item-based way when the training users x catalogue items
@@ -123,8 +190,10 @@ class TrainConfig:
     """Hyperparameters of one training run.
 
     Model hyperparameters left ``None`` take the kind's tuned defaults (``KIND_DEFAULTS``).
-    For ``kind = "hybrid"`` a value given here applies to both sub-models, and the tables
-    ``rated`` / ``like`` (``[train.rated]``, ``[train.like]`` in TOML) override one of them.
+    For the hybrid kinds (``hybrid``, ``dbn``, ``autoencoder``) a value given here applies to
+    both sub-models, and the tables ``rated`` / ``like`` (``[train.rated]``, ``[train.like]``
+    in TOML) override one of them; likewise for the machines of a blend kind
+    (``binary+autorec``), with ``members`` (one table per machine) overriding one.
     """
 
     kind: str = "hybrid"
@@ -139,11 +208,12 @@ class TrainConfig:
     members: list[dict[str, Any]] | None = None  # per-member overrides (the refit's epochs)
     sub_batches: int | None = None  # each ingest batch is cut into this many updates
     val_fraction: float = 0.1  # per-user holdout carved from the training data
-    patience: int = 6  # epochs without validation improvement before stopping
+    patience: int | None = None  # epochs without validation improvement before stopping
     refit: bool = True  # after the validation choices, retrain on all ratings (refit.py)
     seed: int = 42
     device: str = "auto"
-    like_kind: str = "binary"  # hybrid: the like sub-model's kind ("softmax" adds pred_rating)
+    rated_kind: str | None = None  # hybrid kinds: the ranking part's kind (rated, multvae)
+    like_kind: str | None = None  # hybrid kinds: the like part's kind ("softmax" adds ratings)
     # the softmax kind's visible states: 0 = one per level of the rating scale (10 on half
     # stars), N = the levels merged into N (rbmcore.data.scale.rating_states; docs/models.md)
     softmax_states: int = 0
@@ -152,17 +222,63 @@ class TrainConfig:
     item: dict[str, Any] = field(default_factory=dict)  # overrides for the item-based way
     rated: dict[str, Any] = field(default_factory=dict)  # hybrid: overrides for the rated part
     like: dict[str, Any] = field(default_factory=dict)  # hybrid: overrides for the like part
+    layers: list[int] | None = None  # deep belief net: hidden units of the layers above the RBM
+    layer: dict[str, Any] = field(default_factory=dict)  # overrides for those layers' training
+    like_slope: float | None = None  # autorec: P(like) = sigmoid(slope x (rating - 2.5))
+    dropout: float | None = None  # autoencoders: input entries dropped while training
+    encoder_hidden: int | None = None  # multvae: tanh units between the input and the code
+    variational: bool | None = None  # multvae: a Gaussian code (Mult-VAE), else Mult-DAE
+    beta: float | None = None  # multvae, variational: the KL term's weight
+    anneal_epochs: int | None = None  # multvae, variational: epochs to raise it from 0
 
     def __post_init__(self) -> None:
-        if self.kind not in KINDS:
-            raise ValueError(f"unknown model kind {self.kind!r}; choose one of {', '.join(KINDS)}")
-        if self.kind in KIND_DEFAULTS:
-            for name, value in KIND_DEFAULTS[self.kind].items():
-                if getattr(self, name) is None:
-                    setattr(self, name, _copy(value))
+        if not is_known_kind(self.kind):
+            raise ValueError(
+                f"unknown model kind {self.kind!r}; choose one of {', '.join(KINDS)}, or a "
+                "blend of two machines of one question (e.g. binary+autorec)"
+            )
+        if self.kind in HYBRID_PRESETS:  # the parts fill in their own kinds' defaults
+            preset = HYBRID_PRESETS[self.kind]
+            defaults = {"rated_kind": preset["rated_kind"], "like_kind": preset["like_kind"]}
+            self.rated = {**_copy(preset["rated"]), **self.rated}
+            self.like = {**_copy(preset["like"]), **self.like}
+        elif len(blended_kinds(self.kind)) > 1:  # so do the machines of a blend
+            defaults = {}
+        else:
+            defaults = {"patience": DEFAULT_PATIENCE, **KIND_DEFAULTS[self.kind]}
+        for name, value in defaults.items():
+            if getattr(self, name) is None:
+                setattr(self, name, _copy(value))
         if self.item_based not in (None, True, False, "auto"):
             raise ValueError(f'item_based must be true, false or "auto", got {self.item_based!r}')
         check_ranges(asdict(self))
+        self._check_structure()
+
+    def _check_structure(self) -> None:
+        """Raise ``ValueError`` for parts of the wrong question, layers on a machine that is
+        not an RBM, and (through their own configs) bad values in the part tables."""
+        if self.kind in HYBRID_PRESETS:
+            check_part_kinds(self.rated_kind, self.like_kind)
+            for name in HYBRID_PARTS:
+                self.part(name)
+        elif len(blended_kinds(self.kind)) > 1:
+            if self.members is not None and len(self.members) != 2:
+                raise ValueError(f"a blend's members are its 2 machines, got {len(self.members)}")
+            for m in range(2):
+                self.blend_member(m)
+        elif self.layers and self.kind not in RBM_MACHINES:
+            raise ValueError(f"layers stack RBMs on an RBM kind, not on {self.kind!r}")
+
+    def model_params(self) -> dict[str, Any]:
+        """The constructor's hyperparameters beyond the sizes and the rating scale:
+        ``MODEL_PARAMS`` of the kind, the softmax kind's ``states``, and ``layers`` of an RBM
+        made a deep belief net."""
+        params = {name: getattr(self, name) for name in MODEL_PARAMS.get(self.kind, ())}
+        if self.kind == "softmax":
+            params["states"] = self.softmax_states
+        if self.layers:
+            params["layers"] = list(self.layers)
+        return params
 
     def wants_item_way(self, n_users: int, n_items: int) -> bool:
         """Whether to train an item-based way for ``n_users`` x ``n_items`` training data."""
@@ -182,38 +298,98 @@ class TrainConfig:
         """The config of a hybrid's sub-model ``name`` ("rated" or "like")."""
         if name not in HYBRID_PARTS:
             raise ValueError(f"unknown hybrid part {name!r}; expected one of {HYBRID_PARTS}")
-        kind = "rated" if name == "rated" else self.like_kind
-        shared = {k: v for k, v in asdict(self).items() if k not in (*HYBRID_PARTS, "kind")}
-        shared = {k: v for k, v in shared.items() if v is not None and k != "like_kind"}
-        return TrainConfig(kind=kind, **{**shared, **getattr(self, name)})
+        kind = self.rated_kind if name == "rated" else self.like_kind
+        return TrainConfig(kind=kind, **{**self._shared(), **getattr(self, name)})
+
+    def blend_member(self, m: int) -> TrainConfig:
+        """The config of machine ``m`` (0-based) of a blend kind: its kind's defaults, the
+        values set here, then its ``members[m]`` table."""
+        own = self.members[m] if self.members else {}
+        return TrainConfig(kind=blended_kinds(self.kind)[m], **{**self._shared(), **own})
+
+    def _shared(self) -> dict[str, Any]:
+        """The values set here that a hybrid's parts or a blend's machines share: every one
+        but the kind, the part kinds, the part and member tables."""
+        own = (*HYBRID_PARTS, "kind", "rated_kind", "like_kind", "members")
+        return {k: v for k, v in asdict(self).items() if k not in own and v is not None}
 
     def item_way(self) -> TrainConfig:
         """The config of a two-way model's item-based way: ``ITEM_DEFAULTS`` of the kind,
-        then the ``item`` table; seed, device, momentum and validation carve shared."""
+        then the ``item`` table; seed, device, momentum, validation carve and the softmax
+        states shared."""
         if self.kind not in ITEM_DEFAULTS:
             raise ValueError(f"kind {self.kind!r} has no item-based way")
-        shared = {k: getattr(self, k) for k in ("momentum", "val_fraction", "seed", "device")}
+        shared = {
+            k: getattr(self, k)
+            for k in ("momentum", "val_fraction", "seed", "device", "softmax_states")
+        }
         settings = {"n_models": 1, "sub_batches": 1}
         settings.update({k: _copy(v) for k, v in ITEM_DEFAULTS[self.kind].items()})
         settings.update({**self.item, "item_based": False})
         return TrainConfig(kind=self.kind, item_batch=self.item_batch, **shared, **settings)
+
+    def layer_config(self, index: int) -> TrainConfig:
+        """The config that trains layer ``index`` (1-based: the first layer above the RBM) of
+        a deep belief net: ``LAYER_DEFAULTS``, then the ``layer`` table (a list of epochs
+        gives each layer its own); seed + index, device, momentum, validation carve and
+        patience shared."""
+        settings = {k: _copy(v) for k, v in LAYER_DEFAULTS.items()}
+        settings.update(_copy(self.layer))
+        if isinstance(settings["epochs"], list):
+            settings["epochs"] = settings["epochs"][index - 1]
+        shared = {k: getattr(self, k) for k in ("momentum", "val_fraction", "device", "patience")}
+        return TrainConfig(
+            kind=self.kind, seed=self.seed + index, n_hidden=self.layers[index - 1],
+            n_models=1, sub_batches=self.sub_batches, item_based=False, **shared, **settings,
+        )  # fmt: skip
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
 
 def without_item_ways(config: TrainConfig) -> TrainConfig:
-    """``config`` with ``item_based`` off, for a hybrid's parts too."""
+    """``config`` with ``item_based`` off, for a hybrid's parts too (a blend's machines take
+    the value set here)."""
+    def plain(table: dict[str, Any]) -> dict[str, Any]:
+        return {k: v for k, v in table.items() if k != "item_based"}
+
+    members = [plain(m) for m in config.members] if config.members else config.members
     return replace(
-        config,
-        item_based=False,
-        rated={k: v for k, v in config.rated.items() if k != "item_based"},
-        like={k: v for k, v in config.like.items() if k != "item_based"},
-    )
+        config, item_based=False, rated=plain(config.rated), like=plain(config.like),
+        members=members,
+    )  # fmt: skip
+
+
+def rbm_machines_only(config: TrainConfig) -> TrainConfig:
+    """``config`` with every blend (the kind, or a hybrid's part) reduced to its RBM machine,
+    for training that runs CD on RBMs only (distributed training). Raises ``ValueError``
+    naming a part that has no RBM or stacks layers (a deep belief net)."""
+
+    def machine(kind: str, what: str) -> str:
+        rbms = [k for k in blended_kinds(kind) if k in RBM_MACHINES]
+        if not rbms:
+            raise ValueError(f"{what} kind {kind!r} is not an RBM")
+        return rbms[0]
+
+    tables = [config.rated, config.like] if config.kind in HYBRID_PRESETS else []
+    if config.layers or any(table.get("layers") for table in tables):
+        raise ValueError(f"kind {config.kind!r} stacks layers on its RBMs (a deep belief net)")
+    if config.kind in HYBRID_PRESETS:
+        return replace(
+            config, rated_kind=machine(config.rated_kind, "the ranking part's"),
+            like_kind=machine(config.like_kind, "the like part's"),
+        )  # fmt: skip
+    reduced = machine(config.kind, "the")
+    return config if reduced == config.kind else replace(config, kind=reduced, members=None)
 
 
 def _copy(value: Any) -> Any:
-    return [list(x) for x in value] if isinstance(value, list) else value
+    """A copy of a default deep enough that a config never shares a list or table with it."""
+    if isinstance(value, dict):
+        return {k: _copy(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_copy(x) for x in value]
+    return value
 
 
 DEFAULT_EVAL_USERS = 20_000  # users a run validates and reports on (train.eval_users)

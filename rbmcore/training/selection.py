@@ -1,9 +1,11 @@
 """The choices made on the validation split: the early-stopping metric, and the blend weights
-of composite models (a two-way model's user-based weight, the hybrid's alpha) from a grid."""
+of composite models (a two-way model's user-based weight, a blend's weight, the hybrid's
+alpha) from a grid."""
 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -11,7 +13,8 @@ import torch
 
 from rbmcore.data.batch import to_batch
 from rbmcore.data.csr import RatingsCSR
-from rbmcore.evaluation import RANKING_K, heldout_metrics, ranking_quality_of
+from rbmcore.evaluation import RANKING_K, heldout_metrics, is_ranking_model, ranking_quality_of
+from rbmcore.models.blend import BlendModel
 from rbmcore.models.hybrid import HybridRBM
 from rbmcore.models.twoway import TwoWayRBM
 from rbmcore.scoring import ranked_rows, top_k_unseen, users_per_chunk
@@ -29,20 +32,37 @@ def selection_metric(record: dict[str, Any]) -> float:
     return val.get("rmse", val.get("like_nll", math.inf))
 
 
+def like_nll_metric(record: dict[str, Any]) -> float:
+    """The validation like NLL of ``record`` (what a like model's choices minimise)."""
+    return record.get("val", {}).get("like_nll", math.inf)
+
+
+def blend_metric(model: BlendModel) -> Callable[[dict[str, Any]], float]:
+    """What a blend's weight is chosen on: ``selection_metric`` when both machines answer it
+    (ranking machines; two rating machines), else the like NLL (a like blend in which one
+    machine alone predicts ratings: its RMSE does not depend on the weight)."""
+    rating = ["pred_rating" in m.output_columns for m in (model.first, model.second)]
+    if is_ranking_model(model) or all(rating) or not any(rating):
+        return selection_metric
+    return like_nll_metric
+
+
 @torch.no_grad()
 def choose_weight(
-    model: TwoWayRBM,
+    model: TwoWayRBM | BlendModel,
     context: RatingsCSR,
     target: RatingsCSR,
     device: torch.device,
     grid: tuple[float, ...] = WEIGHT_GRID,
+    metric: Callable[[dict[str, Any]], float] = selection_metric,
 ) -> tuple[float, dict[float, float]]:
-    """The weight of ``grid`` with the best validation selection metric (-nDCG@10 for ranking
-    kinds, RMSE for rating kinds, else like NLL); ties go to the larger (user) weight."""
+    """The weight of ``grid`` with the best validation ``metric`` (by default the selection
+    metric: -nDCG@10 for ranking kinds, RMSE for rating kinds, else like NLL); ties go to the
+    larger (user-based, first machine's) weight."""
     scores: dict[float, float] = {}
     for weight in grid:
         model.weight.fill_(weight)
-        scores[weight] = selection_metric({"val": heldout_metrics(model, context, target, device)})
+        scores[weight] = metric({"val": heldout_metrics(model, context, target, device)})
     best = min(grid, key=lambda w: (scores[w], -w))
     model.weight.fill_(best)
     return best, scores

@@ -20,7 +20,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from rbmcore.data.batch import BatchSource, batch_rows, split_batches, to_batch
+from rbmcore.data.batch import BatchSource, UserBatch, batch_rows, split_batches, to_batch
 from rbmcore.data.csr import RatingsCSR
 from rbmcore.evaluation import heldout_metrics
 from rbmcore.io.checkpoint import (
@@ -47,11 +47,16 @@ def epoch_batch_order(seed: int, epoch: int, n_batches: int) -> np.ndarray:
     return np.random.default_rng([seed, epoch]).permutation(n_batches)
 
 
+def is_weight(name: str) -> bool:
+    """Whether the parameter ``name`` (``W``, ``layer.W``, ...) is an RBM's weight matrix."""
+    return name.rsplit(".", 1)[-1] == "W"
+
+
 def make_optimizer(model: torch.nn.Module, config: TrainConfig) -> torch.optim.SGD:
     """SGD with momentum; weight decay on the weights only, not on the biases. Fused: one
     kernel per parameter instead of one per term of the update (CPU and CUDA have it)."""
-    decay = [p for name, p in model.named_parameters() if name == "W"]
-    no_decay = [p for name, p in model.named_parameters() if name != "W"]
+    decay = [p for name, p in model.named_parameters() if is_weight(name)]
+    no_decay = [p for name, p in model.named_parameters() if not is_weight(name)]
     return torch.optim.SGD(
         [
             {"params": decay, "weight_decay": config.weight_decay},
@@ -87,10 +92,25 @@ class Trainer:
         self.model = model.to(device)
         self.config = config
         self.device = device
-        self.optimizer = make_optimizer(self.model, config)
+        self.optimizer = self.make_optimizer()
         self.history: list[dict[str, Any]] = []
         self.best_state: dict[str, torch.Tensor] | None = None
         self.best_epoch = -1
+
+    def make_optimizer(self) -> torch.optim.Optimizer:
+        """The optimiser of CD: ``make_optimizer``."""
+        return make_optimizer(self.model, self.config)
+
+    def update_loss(
+        self, batch: UserBatch, epoch: int, k: int, generator: torch.Generator
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """The scalar whose gradient is the update of ``batch`` (CD-``k``) and its per-entry
+        training loss before the update."""
+        return self.model.cd_loss_and_nll(batch, k, generator)
+
+    def epoch_settings(self, epoch: int) -> dict[str, Any]:
+        """What an epoch's history record says of how it trained: its CD-k."""
+        return {"cd_k": self.config.cd_k(epoch)}
 
     def train_epoch(
         self, train: RatingsCSR, batches: list[np.ndarray] | BatchSource, epoch: int
@@ -120,7 +140,7 @@ class Trainer:
         for rows in bar:
             batch = to_batch(rows, self.device)
             self.optimizer.zero_grad(set_to_none=True)
-            loss, nll = self.model.cd_loss_and_nll(batch, k, generator)
+            loss, nll = self.update_loss(batch, epoch, k, generator)
             total += float(nll.sum())
             count += nll.numel()
             loss.backward()
@@ -161,7 +181,7 @@ class Trainer:
                 )
             record: dict[str, Any] = {
                 "epoch": epoch + 1,
-                "cd_k": config.cd_k(epoch),
+                **self.epoch_settings(epoch),
                 "train_loss": loss,
                 "seconds": time.perf_counter() - start,
             }
@@ -204,7 +224,7 @@ class Trainer:
                 log.info("%s already trained (checkpoint %s)", label, folder)
                 return self
             log.info("resuming %s after epoch %d", label, start)
-        log.info("training %s (%s RBM)", label, self.config.kind)
+        log.info("training %s (kind %s)", label, self.config.kind)
 
         def on_epoch(t: Trainer, _record: dict[str, Any]) -> None:
             if folder is not None:
@@ -245,11 +265,10 @@ class Trainer:
         return selection_metric(record) < best
 
     def _log_epoch(self, record: dict[str, Any]) -> None:
-        parts = [
-            f"epoch {record['epoch']}/{self.config.epochs}",
-            f"CD-{record['cd_k']}",
-            f"train loss {record['train_loss']:.4f}",
-        ]
+        parts = [f"epoch {record['epoch']}/{self.config.epochs}"]
+        if "cd_k" in record:
+            parts.append(f"CD-{record['cd_k']}")
+        parts.append(f"train loss {record['train_loss']:.4f}")
         for split in ("val", "test"):
             for name, value in record.get(split, {}).items():
                 parts.append(f"{split} {name} {value:.4f}")

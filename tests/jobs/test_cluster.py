@@ -408,12 +408,12 @@ def test_distributed_training_matches_single_process(
         "train",
         ["--conf", str(test_conf), "--out", str(out), "--model", str(out / "model_distributed"),
          "--epochs", str(EPOCHS), "--distributed", "2", "--set", "train.item_based=false",
-         "--set", "train.distributed_timeout_s=60"],
+         "--set", 'train.like_kind="binary"', "--set", "train.distributed_timeout_s=60"],
         pyfiles,
         log_path,
     )  # fmt: skip
     conf = load_conf(str(test_conf))
-    conf["train"].update(epochs=EPOCHS, item_based=False)
+    conf["train"].update(epochs=EPOCHS, item_based=False, like_kind="binary")
     run_train(spark, conf, str(out), str(out / "model_single"))
 
     n_items = pq.read_table(out / "ingest" / "items").num_rows

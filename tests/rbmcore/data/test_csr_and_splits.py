@@ -8,7 +8,7 @@ import pytest
 
 from rbmcore.data.batch import batches_from_assignment, to_batch
 from rbmcore.data.csr import csr_from_lists, csr_from_pairs, merge_rows, transpose_csr
-from rbmcore.data.splits import split_holdout
+from rbmcore.data.splits import split_holdout, temporal_holdout
 from tests.rbmcore.support import random_users
 
 
@@ -110,3 +110,14 @@ def test_batches_from_assignment_groups_rows(ids):
     assert flat == list(range(len(ids)))
     for g in groups:
         assert len({ids[r] for r in g}) == 1
+
+
+def test_temporal_holdout_holds_out_each_users_latest_fifth():
+    users = np.array([7, 7, 7, 7, 7, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 9])
+    times = np.array([5, 1, 4, 2, 3, 10, 30, 20, 40, 50, 60, 70, 80, 100, 90, 1])
+    held = temporal_holdout(users, times, 0.2)
+    assert sorted(times[held & (users == 7)]) == [5]  # 1 of 5
+    assert sorted(times[held & (users == 3)]) == [90, 100]  # 2 of 10
+    assert not held[users == 9].any()  # floor(0.2 + 1/2) = 0 of 1
+    tied = temporal_holdout(np.array([1, 1, 1, 1, 1]), np.array([1, 2, 2, 2, 2]), 0.4)
+    assert tied.tolist() == [False, False, False, True, True]  # ties: the later in the input

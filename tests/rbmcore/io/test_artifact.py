@@ -33,7 +33,11 @@ def test_round_trip_restores_weights_vocab_and_metadata(saved):
     assert loaded.meta["kind"] == "softmax" and loaded.meta["training"] == {"epochs": 2}
     on_disk = json.loads((folder / META_FILE).read_text())
     assert on_disk["weights_sha256"] == meta["weights_sha256"]
-    assert on_disk["hyperparameters"] == {"kind": "softmax", "n_items": 5, "n_hidden": 3}
+    hyper = on_disk["hyperparameters"]
+    assert {k: hyper[k] for k in ("kind", "n_items", "n_hidden", "states")} == {
+        "kind": "softmax", "n_items": 5, "n_hidden": 3, "states": 5
+    }
+    assert hyper["scale"]["name"] == "stars" and hyper["scale"]["like_threshold"] == 3.0
 
 
 def test_truncated_weights_are_refused(saved):

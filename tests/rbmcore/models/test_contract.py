@@ -11,7 +11,9 @@ import torch
 from rbmcore.data.csr import RatingsCSR, csr_from_pairs
 from rbmcore.data.splits import split_holdout
 from rbmcore.io.artifact import load_model, save_model
-from rbmcore.models.contract import Recommender, TrainableRBM
+from rbmcore.models.blend import BlendModel
+from rbmcore.models.contract import Recommender, TrainableAutoencoder, TrainableRBM
+from rbmcore.models.dbn import DeepBeliefNet
 from rbmcore.models.ensemble import EnsembleRBM
 from rbmcore.models.hybrid import HybridRBM
 from rbmcore.models.twoway import TwoWayRBM
@@ -22,22 +24,34 @@ from rbmcore.training.config import TrainConfig
 
 CPU = torch.device("cpu")
 N_USERS, N_ITEMS = 40, 25
-SMALL = {"n_hidden": 4, "epochs": 2, "item": {"n_hidden": 3, "epochs": 2}, "refit": False}
+SMALL = {
+    "n_hidden": 4, "epochs": 2, "item": {"n_hidden": 3, "epochs": 2}, "refit": False,
+    "layer": {"epochs": 2},
+}  # fmt: skip
 
-# (kind, structure) -> the [train] settings that build it
+# (case name, structure) -> the [train] settings that build it
 CASES = {
     **{
         (kind, "user-based"): {"kind": kind, "n_models": 1, "item_based": False}
-        for kind in ("binary", "softmax", "rated")
+        for kind in ("binary", "softmax", "rated", "autorec", "multvae")
     },
     **{
         (kind, "two-way"): {"kind": kind, "n_models": 1, "item_based": True}
-        for kind in ("binary", "softmax", "rated")
+        for kind in ("binary", "softmax", "rated", "autorec")
     },
     **{
         (kind, "ensemble"): {"kind": kind, "n_models": 2, "item_based": False}
+        for kind in ("binary", "softmax", "rated", "autorec")
+    },
+    ("multvae-variational", "user-based"): {
+        "kind": "multvae", "variational": True, "encoder_hidden": 5, "anneal_epochs": 1,
+    },  # fmt: skip
+    **{
+        (kind, "deep"): {"kind": kind, "n_models": 1, "item_based": False, "layers": [3, 2]}
         for kind in ("binary", "softmax", "rated")
     },
+    ("binary+autorec", "blend"): {"kind": "binary+autorec", "n_models": 1, "item_based": True},
+    ("rated+multvae", "blend"): {"kind": "rated+multvae", "n_models": 1, "item_based": False},
     **{
         (like, "hybrid"): {
             "kind": "hybrid",
@@ -48,13 +62,22 @@ CASES = {
         }
         for like in ("binary", "softmax")
     },
+    ("dbn", "hybrid"): {"kind": "dbn"},
+    ("autoencoder", "hybrid"): {"kind": "autoencoder", "like": {"item_based": True}},
 }
 STRUCTURE = {
     "user-based": (torch.nn.Module,),
     "two-way": (TwoWayRBM,),
     "ensemble": (EnsembleRBM, torch.nn.Module),  # a rated ensemble is one stacked RatedRBM
+    "deep": (DeepBeliefNet,),
+    "blend": (BlendModel,),
     "hybrid": (HybridRBM,),
 }
+RATING_CASES = ("softmax", "autorec", "binary+autorec", "autoencoder")  # predict ratings
+ITEM_WAY_CASES = (  # composites with an item-based way inside (the dbn preset has none)
+    ("binary", "hybrid"), ("softmax", "hybrid"), ("autoencoder", "hybrid"),
+    ("binary+autorec", "blend"),
+)  # fmt: skip
 
 
 def ratings(seed: int = 0) -> RatingsCSR:
@@ -79,8 +102,11 @@ def test_every_kind_and_composite_meets_the_contract(case, tmp_path):
     assert isinstance(model, Recommender)
     assert isinstance(model, STRUCTURE[case[1]])
     assert model.kind == settings["kind"]
-    single = not isinstance(model, (TwoWayRBM, EnsembleRBM, HybridRBM))
-    assert isinstance(model, TrainableRBM) == single
+    composite = (TwoWayRBM, EnsembleRBM, HybridRBM, DeepBeliefNet, BlendModel)
+    single = not isinstance(model, composite)
+    autoencoder = settings["kind"] in ("autorec", "multvae")
+    assert isinstance(model, TrainableRBM) == (single and not autoencoder)
+    assert isinstance(model, TrainableAutoencoder) == (single and autoencoder)
     model.init_visible_biases(fit_part)
 
     before = parameters(model)
@@ -97,12 +123,12 @@ def test_every_kind_and_composite_meets_the_contract(case, tmp_path):
     assert len(recs.user_ids) == 5 * len(fit_part)
     for name in model.output_columns:
         values = recs.extras[name]
-        if name != "pred_rating" or case[0] == "softmax":
+        if name != "pred_rating" or case[0] in RATING_CASES:
             assert np.all(np.isfinite(values)), name
     preds = predict_csr(model, fit_part, held, CPU)
     assert len(preds["p_like"]) == held.nnz
     assert np.all((preds["p_like"] >= 0) & (preds["p_like"] <= 1))
-    assert ("pred_rating" in preds) == (case[0] == "softmax")
+    assert ("pred_rating" in preds) == (case[0] in RATING_CASES)
 
     movie_ids = np.arange(N_ITEMS) * 7 + 3
     save_model(tmp_path / "model", model, movie_ids, {"history": trainer.history})
@@ -121,7 +147,8 @@ def test_every_kind_and_composite_meets_the_contract(case, tmp_path):
         assert np.array_equal(preds_again[name], values), name
 
     # per-user weights: the item-based ways' training users, none for user-based models
-    expected = np.sort(fit_part.user_ids) if case[1] in ("two-way", "hybrid") else None
+    expected = np.sort(fit_part.user_ids) if case[1] == "two-way" or case in ITEM_WAY_CASES \
+        else None  # fmt: skip
     for held_users in (model.users_with_weights(), loaded.model.users_with_weights()):
         if expected is None:
             assert held_users is None
