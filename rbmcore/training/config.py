@@ -51,7 +51,11 @@ KIND_DEFAULTS: dict[str, dict[str, Any]] = {
         # RBMs averaged; u1 validation nDCG@10: 0.190 (1), 0.212 (3), 0.217 (5), 0.220 (10)
         "n_models": 5,
         "sub_batches": 2,
-        "item_based": "auto",
+        "item_based": True,
+        # dense CD over the catalogue up to AUTO_DENSE_UNITS visible units, stochastic ratio
+        # matching (cost per rating) above; unrated units drawn per rated one by the latter
+        "estimator": "auto",
+        "unrated_per_rating": 1.0,
     },
 }
 # The item-based way of a two-way model (``item_based = true``; models/twoway.py): an RBM of the
@@ -82,11 +86,16 @@ ITEM_DEFAULTS: dict[str, dict[str, Any]] = {
     },
 }
 HYBRID_PARTS = ("rated", "like")
-# ``item_based = "auto"``: train the item-based way when the training users x catalogue items
-# are at most this many cells. A rated item-based RBM is dense over the users (every update
-# reconstructs all of them), so its cost grows with users x items: about 1.6M cells on
-# MovieLens 100k (on), 22M on ml-1m (off: it would take longer than everything else).
+RATED_ONLY = ("estimator", "unrated_per_rating")  # a hybrid's settings its rated part alone takes
+# ``item_based = "auto"``: train the item-based way unless dense CD trains it over more than
+# this many training users x catalogue items (a dense item-based rated RBM reconstructs every
+# user for every item of a batch: about 1.6M cells on MovieLens 100k, 22M on ml-1m).
 AUTO_ITEM_CELLS = 10_000_000
+# ``estimator = "auto"`` (rated RBMs): dense CD up to this many visible units, stochastic ratio
+# matching above. Dense CD costs visible units x hidden per training row, ratio matching its
+# rated and sampled units x hidden (docs/models.md, "How the rated RBM is trained").
+AUTO_DENSE_UNITS = 10_000
+ESTIMATORS = ("auto", "cd", "srm")
 
 
 @dataclass
@@ -117,6 +126,8 @@ class TrainConfig:
     like_kind: str = "binary"  # hybrid: the like sub-model's kind ("softmax" adds pred_rating)
     item_based: bool | str | None = None  # also an item-based RBM (a two-way model); or "auto"
     item_batch: int = 20  # items per update of the item-based way
+    estimator: str | None = None  # rated RBMs: "cd" (dense), "srm" (ratio matching) or "auto"
+    unrated_per_rating: float | None = None  # "srm": unrated units drawn per rated one
     item: dict[str, Any] = field(default_factory=dict)  # overrides for the item-based way
     rated: dict[str, Any] = field(default_factory=dict)  # hybrid: overrides for the rated part
     like: dict[str, Any] = field(default_factory=dict)  # hybrid: overrides for the like part
@@ -130,11 +141,31 @@ class TrainConfig:
                     setattr(self, name, _copy(value))
         if self.item_based not in (None, True, False, "auto"):
             raise ValueError(f'item_based must be true, false or "auto", got {self.item_based!r}')
+        if self.estimator not in (None, *ESTIMATORS):
+            raise ValueError(f"estimator must be one of {ESTIMATORS}, got {self.estimator!r}")
+        if self.estimator == "srm" and self.kind not in ("rated", "hybrid"):
+            raise ValueError(
+                f'estimator = "srm" trains rated RBMs only, not {self.kind!r} (for a hybrid\'s '
+                "rated part: [train.rated] estimator)"
+            )
+        if self.unrated_per_rating is not None and not float(self.unrated_per_rating) > 0:
+            raise ValueError(f"unrated_per_rating must be > 0, got {self.unrated_per_rating}")
+
+    def estimator_for(self, n_units: int) -> str:
+        """How an RBM of this config with ``n_units`` visible units is trained: "cd" or "srm"
+        ("auto": dense CD up to ``AUTO_DENSE_UNITS`` units; kinds other than rated: "cd")."""
+        if self.kind != "rated" or self.estimator in (None, "cd"):
+            return "cd"
+        if self.estimator == "auto":
+            return "srm" if n_units > AUTO_DENSE_UNITS else "cd"
+        return self.estimator
 
     def wants_item_way(self, n_users: int, n_items: int) -> bool:
-        """Whether to train an item-based way for ``n_users`` x ``n_items`` training data."""
+        """Whether to train an item-based way for ``n_users`` x ``n_items`` training data
+        ("auto": unless dense CD would train it over more than ``AUTO_ITEM_CELLS`` cells)."""
         if self.item_based == "auto":
-            return n_users * n_items <= AUTO_ITEM_CELLS
+            dense = self.item_way().estimator_for(n_users) == "cd"
+            return not dense or n_users * n_items <= AUTO_ITEM_CELLS
         return bool(self.item_based)
 
     def cd_k(self, epoch: int) -> int:
@@ -150,20 +181,23 @@ class TrainConfig:
         if name not in HYBRID_PARTS:
             raise ValueError(f"unknown hybrid part {name!r}; expected one of {HYBRID_PARTS}")
         kind = "rated" if name == "rated" else self.like_kind
+        own = ("like_kind",) if name == "rated" else ("like_kind", *RATED_ONLY)
         shared = {k: v for k, v in asdict(self).items() if k not in (*HYBRID_PARTS, "kind")}
-        shared = {k: v for k, v in shared.items() if v is not None and k != "like_kind"}
+        shared = {k: v for k, v in shared.items() if v is not None and k not in own}
         return TrainConfig(kind=kind, **{**shared, **getattr(self, name)})
 
     def item_way(self) -> TrainConfig:
         """The config of a two-way model's item-based way: ``ITEM_DEFAULTS`` of the kind,
-        then the ``item`` table; seed, device, momentum and validation carve shared."""
+        then the ``item`` table; seed, device, momentum, validation carve and (rated) the
+        estimator settings shared."""
         if self.kind not in ITEM_DEFAULTS:
             raise ValueError(f"kind {self.kind!r} has no item-based way")
-        shared = {k: getattr(self, k) for k in ("momentum", "val_fraction", "seed", "device")}
+        keys = ("momentum", "val_fraction", "seed", "device", *RATED_ONLY)
+        shared = {k: getattr(self, k) for k in keys}
         settings = {"n_models": 1, "sub_batches": 1}
         settings.update({k: _copy(v) for k, v in ITEM_DEFAULTS[self.kind].items()})
         settings.update({**self.item, "item_based": False})
-        return TrainConfig(kind=self.kind, item_batch=self.item_batch, **shared, **settings)
+        return TrainConfig(kind=self.kind, item_batch=self.item_batch, **{**shared, **settings})
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
