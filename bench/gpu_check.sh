@@ -1,28 +1,38 @@
 #!/usr/bin/env bash
-# GPU check: train a few epochs and score the ml-1m preset on CUDA; print times and GFLOP/s.
+# GPU check: train and score on CUDA; print times, GFLOP/s, GPU utilisation, held-out metrics.
 #
 #     bash bench/gpu_check.sh [WORK]        # WORK defaults to /tmp/rbm-gpu-check
+#     STAGES=default bash bench/gpu_check.sh           # only the default model at ml-25m
 #     EPOCHS=5 PYTHON=python3 bash bench/gpu_check.sh
 #
 # Expects `make install` done with a CUDA-enabled torch in .venv (or PYTHON=... naming an
 # interpreter that has torch with CUDA, numpy, pandas, pyarrow, safetensors; run from the
-# repository); nothing is downloaded. Exits non-zero without CUDA.
-# With pyspark and Java present it runs the jobs: ingest (Spark local[*]) and
-# `rbm-reco train --device cuda`. Without them (a bare GPU box) it trains in-process with the
-# same rbmcore Trainer the train job runs on the driver, on the generated train.dat.
-# Then it scores every user on CUDA with rbmcore.scoring.recommend_csr (what the Spark
-# scoring UDF calls) and measures a plain torch.matmul GFLOP/s on the same GPU. Last,
-# `python -m bench.gpu_kinds` trains every kind with its defaults (the default hybrid first;
-# KIND_EPOCHS epochs per part, then the refit) and scores it on CUDA, and compares with the CPU.
+# repository); nothing is downloaded. Exits non-zero without CUDA. STAGES (default
+# "check,kinds,default") chooses what runs, in this order:
+# - check: the ml-1m preset, EPOCHS epochs of one binary RBM and every user scored on CUDA.
+#   With pyspark and Java present it runs the jobs: ingest (Spark local[*]) and
+#   `rbm-reco train --device cuda`; without them (a bare GPU box) it trains in-process with the
+#   same rbmcore Trainer the train job runs on the driver, on the generated train.dat. Then it
+#   scores every user on CUDA with rbmcore.scoring.recommend_csr (what the Spark scoring UDF
+#   calls) and measures a plain torch.matmul GFLOP/s on the same GPU.
+# - kinds: `python -m bench.gpu_kinds` trains every kind with its defaults (the default hybrid
+#   first; KIND_EPOCHS epochs per part, then the refit) and scores it on CUDA, and compares
+#   with the CPU.
+# - default: `python -m bench.gpu_default` trains the default model to convergence (early
+#   stopping, no epoch cap, then the refit) at the DEFAULT_PRESET preset (ml-25m) on CUDA:
+#   seconds of every epoch by part, GPU utilisation (nvidia-smi every 0.5 s), held-out metrics.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PYTHON=${PYTHON:-.venv/bin/python}
 WORK=${1:-/tmp/rbm-gpu-check}
 EPOCHS=${EPOCHS:-3}
 KIND_EPOCHS=${KIND_EPOCHS:-2}
+DEFAULT_PRESET=${DEFAULT_PRESET:-ml-25m}
+STAGES=${STAGES:-check,kinds,default}
 export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}" WORK EPOCHS
 mkdir -p "$WORK"
 since() { awk "BEGIN {printf \"%.1f\", $(date +%s.%N) - $1}"; }
+stage() { [[ ",$STAGES," == *",$1,"* ]]; }
 
 "$PYTHON" - <<'EOF'
 import sys, torch
@@ -31,6 +41,7 @@ if not torch.cuda.is_available():
 print(f"torch {torch.__version__}, {torch.cuda.get_device_name(0)}")
 EOF
 
+if stage check; then
 t0=$(date +%s.%N)
 [ -f "$WORK/data/generate_summary.json" ] ||
     "$PYTHON" -m jobs.cli generate --preset ml-1m --test-fraction 0.2 --out "$WORK/data" \
@@ -114,5 +125,12 @@ gap = float(np.abs(on_gpu.scores - on_cpu.scores).max())
 print(f"top-10 on cuda vs on cpu (same weights): {same:.2%} of rows name the same movie, "
       f"max |score difference| {gap:.1e}")
 EOF
+fi
 
-"$PYTHON" -m bench.gpu_kinds --device cuda --preset ml-1m --epochs "$KIND_EPOCHS"
+if stage kinds; then
+    "$PYTHON" -m bench.gpu_kinds --device cuda --preset ml-1m --epochs "$KIND_EPOCHS"
+fi
+
+if stage default; then
+    "$PYTHON" -m bench.gpu_default --device cuda --preset "$DEFAULT_PRESET"
+fi

@@ -507,20 +507,35 @@ def generated_train(preset: str, batch_size: int = 100, seed: int = 0):
     ``batch_size`` users shuffled with ``seed``)."""
     import numpy as np
 
+    csr, _ = generated_split(preset)
+    order = np.random.default_rng(seed).permutation(len(csr))
+    return csr, csr.n_items, np.array_split(order, range(batch_size, len(csr), batch_size))
+
+
+def generated_split(preset: str):
+    """(train, test) of ``rbm-reco generate --preset PRESET --test-fraction 0.2``, built in
+    memory: CSRs over the train split's movies (dense indices, ``train.n_items``); the test
+    rows keep the movies and users of the train split only, as ingest does."""
+    import numpy as np
+
     from rbmcore.data.csr import csr_from_pairs
     from rbmcore.data.synthetic import GeneratorSpec, generate_chunks, holdout_mask
 
     spec = GeneratorSpec.from_preset(preset, test_fraction=0.2)
-    users, items, ratings = [], [], []
+    parts: dict[bool, list[tuple]] = {False: [], True: []}
     for block, (u, m, r, _) in enumerate(generate_chunks(spec)):
-        train = ~holdout_mask(spec, block, u)
-        users.append(u[train])
-        items.append(m[train])
-        ratings.append(r[train])
-    vocabulary, dense = np.unique(np.concatenate(items), return_inverse=True)
-    csr = csr_from_pairs(np.concatenate(users), dense, np.concatenate(ratings), len(vocabulary))
-    order = np.random.default_rng(seed).permutation(len(csr))
-    return csr, len(vocabulary), np.array_split(order, range(batch_size, len(csr), batch_size))
+        held = holdout_mask(spec, block, u)
+        for side in (False, True):
+            keep = held == side
+            parts[side].append((u[keep], m[keep], r[keep]))
+    train_u, train_m, train_r = (np.concatenate(c) for c in zip(*parts[False], strict=True))
+    test_u, test_m, test_r = (np.concatenate(c) for c in zip(*parts[True], strict=True))
+    vocabulary, dense = np.unique(train_m, return_inverse=True)
+    train = csr_from_pairs(train_u, dense, train_r, len(vocabulary))
+    known = np.isin(test_m, vocabulary) & np.isin(test_u, train.user_ids)
+    test = csr_from_pairs(test_u[known], np.searchsorted(vocabulary, test_m[known]),
+                          test_r[known], len(vocabulary))  # fmt: skip
+    return train, test
 
 
 def tutorial_only(args: argparse.Namespace) -> None:

@@ -128,19 +128,19 @@ def run_train_distributed(
     resume: bool = False,
 ) -> dict[str, Any]:
     """Data-parallel training on the executors (``train.distributed`` = N processes; see
-    ``jobs.training.distributor``). The data are read on the driver in memory and travel
-    with the tasks, which suits data up to a few tens of millions of ratings. Validation and
-    early stopping run on rank 0; no per-epoch checkpoints. The model is saved like
-    ``run_train``'s."""
+    ``jobs.training.distributor``) of every part of the model, the item-based ways too. The
+    data are read on the driver in memory and travel with the tasks, which suits data up to a
+    few tens of millions of ratings. Validation and early stopping run on rank 0; no per-epoch
+    checkpoints. The model is saved like ``run_train``'s."""
     if resume:
         raise UsageError("--resume is not supported with --distributed (no per-epoch checkpoints)")
-    config = rbm_only(user_based_only(config, "distributed training"), "distributed training")
+    config = rbm_only(config, "distributed training")
     vocab = load_vocabulary(spark, out)
     fit_rows, batches, validation, test, n_users, n_ratings = load_training_data(
         spark, job, config, out, vocab.n_items, cache="memory"
     )
     fit_rows, validation, test = evaluation_sample(job, fit_rows, batches, validation, test)
-    model = model_for_data(config, vocab)
+    model = model_for_data(config, vocab, len(fit_rows))
     model.init_visible_biases(fit_rows)
     every = None
     if config.refit and validation is not None:

@@ -31,6 +31,7 @@ from rbmcore.data.csr import RatingsCSR
 from rbmcore.data.scale import RatingScale, StateMap, like_states, rating_states
 from rbmcore.ops.sampling import sample_of_logits, uniforms
 from rbmcore.ops.sparse import (
+    count_keys,
     entry_dots,
     entry_pattern,
     flat_nonzero,
@@ -59,7 +60,7 @@ def state_count_gap(
 ) -> torch.Tensor:
     """(n_units,) float: per unit ``base + state`` (base: (nnz,) first unit of each entry), the
     number of entries whose data state is there minus those whose model state is."""
-    counts = torch.bincount(torch.cat([base + data, base + model + n_units]), minlength=2 * n_units)
+    counts = count_keys(torch.cat([base + data, base + model + n_units]), 2 * n_units)
     return counts[:n_units].sub(counts[n_units:]).float()
 
 
@@ -203,7 +204,7 @@ class CategoricalRBM(nn.Module):
         computed from the user's observed ratings, scaled by the learned ``u_scale``.
         """
         K = self.n_states
-        counts = torch.bincount(batch.rows * K + states, minlength=batch.size * K)
+        counts = count_keys(batch.rows * K + states, batch.size * K)
         counts = counts.view(batch.size, K).float().add_(prior / K)
         freq = counts / counts.sum(1, keepdim=True)
         return torch.log(freq * self.n_states) * self.u_scale
@@ -384,27 +385,36 @@ class CategoricalRBM(nn.Module):
         p_model: torch.Tensor,
         p_data: torch.Tensor,
         scale: torch.Tensor,
+        sync_free: bool | None = None,
     ) -> torch.Tensor:
         """(n_items * K, n_hidden) ``scale`` x (p_model[row] summed onto each entry's model unit
         minus p_data[row] onto its data unit); model, data: (nnz,) states; p_*: (batch,
         n_hidden); scale: 0-dim. One ``embedding_bag`` whose bags are the units (entries sorted
         by unit) over the table scale x [p_model - p_data; p_model; -p_data]: an entry whose
         chain ended in its data state adds one row (the difference) to its unit, the others
-        p_model to the model's unit and -p_data to the data's."""
+        p_model to the model's unit and -p_data to the data's. ``sync_free`` (default: off the
+        CPU): every entry also adds a row to its model unit, a zero row where the chain ended in
+        the data state, instead of selecting the moved entries (a ``nonzero``, which reads its
+        count back to the host); the same sums."""
         K, B = self.n_states, batch.size
+        if sync_free is None:
+            sync_free = batch.items.device.type != "cpu"
         moved_mask = model != data
-        moved = flat_nonzero(moved_mask)
-        moved_items = batch.items.index_select(0, moved)
-        units = torch.cat([batch.items * K + data, moved_items * K + model.index_select(0, moved)])
-        rows = torch.cat(
-            [
-                torch.add(batch.rows, moved_mask, alpha=2 * B),  # the difference row, or -p_data
-                batch.rows.index_select(0, moved) + B,
-            ]
-        )
+        first = torch.add(batch.rows, moved_mask, alpha=2 * B)  # the difference row, or -p_data
+        if sync_free:
+            second_units = batch.items * K + model
+            second = torch.where(moved_mask, batch.rows + B, 3 * B)  # p_model, or the zero row
+        else:
+            moved = flat_nonzero(moved_mask)
+            second_units = batch.items.index_select(0, moved) * K + model.index_select(0, moved)
+            second = batch.rows.index_select(0, moved) + B
+        units = torch.cat([batch.items * K + data, second_units])
+        rows = torch.cat([first, second])
         order = stable_order(units, self.n_items * K)
-        counts = torch.bincount(units, minlength=self.n_items * K)
+        counts = count_keys(units, self.n_items * K)
         table = torch.cat([p_model - p_data, p_model, -p_data]).mul_(scale)
+        if sync_free:
+            table = torch.cat([table, table.new_zeros(1, table.shape[1])])
         starts = torch.cumsum(counts, 0) - counts
         return F.embedding_bag(rows.index_select(0, order), table, starts, mode="sum")
 

@@ -7,7 +7,13 @@ unseen item answers "will this user watch it" -- the ranking question (docs/desi
 - ``p(h | v)`` sums the weights of the rated items only: ``F.embedding_bag`` (sparse).
 - ``p(v | h)`` over the whole catalogue is one dense ``(batch, hidden) @ (hidden, n_items)``
   matmul per batch; a negative (model) sample is therefore dense too, one batch at a time.
-- CD-k is the gradient of ``mean F(v_data) - mean F(v_model)`` like ``CategoricalRBM``.
+- CD-k is the gradient of ``mean F(v_data) - mean F(v_model)`` like ``CategoricalRBM``: dense,
+  users x items x hidden per epoch (``cd_loss``).
+- Stochastic ratio matching (Dauphin & Bengio, NIPS 2013; ``ratio_matching``) trains the same
+  RBM at a cost that grows with the ratings: the squared error of every unit's exact conditional
+  ``P(v_i = 1 | v_-i)``, summed over the rated units and over unrated units sampled with
+  importance weights (an unbiased estimate of the sum over the whole catalogue), its gradient in
+  closed form over the units it touches (docs/design.md, "The rated RBM").
 
 ``n_models`` independent RBMs (different initialisations, trained side by side on the same
 batches) can be held in one module; scoring averages their ``P(rated)`` -- an ensemble of
@@ -25,7 +31,24 @@ from torch import nn
 from rbmcore.data.batch import UserBatch
 from rbmcore.data.csr import RatingsCSR
 from rbmcore.data.scale import RatingScale
-from rbmcore.ops.sampling import sample_of_logits, skip_sample
+from rbmcore.ops.sampling import UnratedSample, sample_of_logits, skip_sample
+from rbmcore.ops.sparse import flat_nonzero
+
+RATIO_MATCHING_BLOCK = 2**22  # floats per (n_models, entries, hidden) block of ratio matching
+
+
+class _GivenGradient(torch.autograd.Function):
+    """A scalar ``value`` whose gradient with respect to ``params`` is ``grads`` (computed
+    beforehand in closed form): backward hands them out, scaled by the incoming gradient."""
+
+    @staticmethod
+    def forward(ctx, value, grads, *params):  # noqa: ANN001 (autograd signature)
+        ctx.grads = grads
+        return value.clone()
+
+    @staticmethod
+    def backward(ctx, grad):  # noqa: ANN001
+        return (None, None, *(g * grad for g in ctx.grads))
 
 
 class RatedRBM(nn.Module):
@@ -131,6 +154,93 @@ class RatedRBM(nn.Module):
         return F.binary_cross_entropy_with_logits(
             logits, batch.dense_mask().to(logits.dtype), reduction="none"
         ).flatten()
+
+    def units_of(self, batch: UserBatch, unrated: UnratedSample) -> torch.Tensor:
+        """(k,) ascending: the visible units a ``ratio_matching`` step of ``batch`` with these
+        ``unrated`` draws reads and updates (the rated ones and the drawn ones)."""
+        touched = torch.zeros(self.n_items, dtype=torch.bool, device=batch.items.device)
+        touched[batch.items] = True
+        touched[unrated.units] = True
+        return flat_nonzero(touched)
+
+    def ratio_matching_loss_and_nll(
+        self, batch: UserBatch, unrated: UnratedSample, units: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """A scalar whose gradient is the sampled ratio-matching gradient of ``batch`` (summed
+        over the ensemble's members; ``W``'s gradient sparse, over the rows of ``units``
+        only: ``units_of(batch, unrated)``) and (batch,) each row's sampled loss (first
+        member), the training loss report."""
+        loss, per_row, grads = self.ratio_matching(batch, unrated, units)
+        return _GivenGradient.apply(loss, grads, self.W, self.b_v, self.b_h), per_row
+
+    @torch.no_grad()
+    def ratio_matching(
+        self, batch: UserBatch, unrated: UnratedSample, units: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor, tuple[torch.Tensor, ...]]:
+        """The sampled ratio-matching loss of ``batch``, summed over the members and averaged
+        over the rows, with its gradient, in one pass over the rated and the drawn entries.
+
+        Ratio matching for binary units is ``sum_i (v_i - P(v_i = 1 | v_-i))^2``; with
+        ``a = b_h + sum of W over the rated units`` and ``s_i = -1`` for a rated unit, ``+1``
+        for an unrated one, the flipped input ``f_i = a + s_i W_i`` gives the conditional's
+        log-odds ``l_i = b_v[i] + s_i sum_j (softplus(f_ij) - softplus(a_j))``. The unrated
+        units' terms are estimated from ``unrated`` (weights). With ``e_i`` = d loss / d l_i:
+        d/d b_v[i] = e_i, d/d W_i = e_i sigmoid(f_i) (+ g over the rows that rated i),
+        d/d b_h = sum of g over rows, g = sum_i e_i s_i (sigmoid(f_i) - sigmoid(a)) per row.
+
+        Returns (loss, (batch,) first member's loss per row, (sparse (n_models, n_items,
+        hidden) gradient of W over ``units``, (n_models, n_items) of b_v, (n_models, hidden) of
+        b_h)). Memory: blocks of ``RATIO_MATCHING_BLOCK`` floats, whatever the batch."""
+        M, N, H, B = self.n_models, self.n_items, self.n_hidden, batch.size
+        device = self.W.device
+        a = self.hidden_input(batch)  # (M, B, H)
+        free = F.softplus(a).sum(-1)  # (M, B)
+        member = torch.arange(M, device=device).unsqueeze(1)
+        k = len(units)
+        grad_w = torch.zeros(M * k, H, device=device)
+        grad_b_v = torch.zeros(M, N, device=device)
+        grad_a = torch.zeros(M * B, H, device=device)  # g of every row, member-major
+        error_sum = torch.zeros(M, B, device=device)  # sum of s_i e_i per row
+        loss_rows = torch.zeros(M, B, device=device)
+        weights = self.W.detach().view(M * N, H)
+        step = max(1, RATIO_MATCHING_BLOCK // (M * H))
+        groups = (
+            (-1.0, batch.rows, batch.items, None),
+            (1.0, unrated.rows, unrated.units, unrated.weights),
+        )
+        inputs = a.view(M * B, H)
+        for sign, rows, items, importance in groups:
+            for lo in range(0, len(rows), step):
+                r, i = rows[lo : lo + step], items[lo : lo + step]
+                w = None if importance is None else importance[lo : lo + step]
+                member_rows = (member * B + r).view(-1)  # (M * block,) rows of ``inputs``
+                f = F.embedding(member_rows, inputs).view(M, -1, H)
+                f.add_(F.embedding((member * N + i).view(-1), weights).view(M, -1, H), alpha=sign)
+                gap = F.softplus(f).sum(-1).sub_(free.index_select(1, r))
+                logit = self.b_v.detach().index_select(1, i).add_(gap, alpha=sign)
+                p = torch.sigmoid(logit)
+                err = p - 1.0 if sign < 0 else p
+                e = 2.0 / B * err * p * (1.0 - p)
+                term = err * err
+                if w is not None:
+                    e, term = e * w, term * w
+                loss_rows.index_add_(1, r, term)
+                error_sum.index_add_(1, r, e, alpha=sign)
+                grad_b_v.index_add_(1, i, e)
+                part = torch.sigmoid_(f).mul_(e.unsqueeze(-1)).view(-1, H)  # e_i sigmoid(f_i)
+                slots = (member * k + torch.searchsorted(units, i)).view(-1)
+                grad_w.index_add_(0, slots, part)
+                grad_a.index_add_(0, member_rows, part, alpha=sign)
+        grad_a = grad_a.view(M, B, H).sub_(torch.sigmoid(a).mul_(error_sum.unsqueeze(-1)))
+        rated = (member * k + torch.searchsorted(units, batch.items)).view(-1)
+        rated_rows = F.embedding((member * B + batch.rows).view(-1), grad_a.view(-1, H))
+        grad_w.index_add_(0, rated, rated_rows)
+        indices = torch.stack([member.expand(M, k).reshape(-1), units.repeat(M)])
+        grad_W = torch.sparse_coo_tensor(
+            indices, grad_w.view(M * k, H), (M, N, H), is_coalesced=True, check_invariants=False
+        )
+        loss = loss_rows.sum() / B
+        return loss, loss_rows[0], (grad_W, grad_b_v, grad_a.sum(1))
 
     # -- prediction ----------------------------------------------------------------------
     def hidden_probs(self, batch: UserBatch) -> torch.Tensor:

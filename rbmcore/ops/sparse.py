@@ -110,6 +110,16 @@ def stable_order(keys: torch.Tensor, n_keys: int) -> torch.Tensor:
     return torch.from_numpy(order.astype(np.int64, copy=False))
 
 
+def count_keys(keys: torch.Tensor, n_keys: int) -> torch.Tensor:
+    """(n_keys,) int64 ``torch.bincount(keys, minlength=n_keys)`` of integer keys in
+    [0, n_keys): on the CPU that, elsewhere a scatter-add of ones (CUDA's ``bincount`` reads
+    the largest key back to the host, a synchronisation per call)."""
+    if keys.device.type == "cpu":
+        return torch.bincount(keys, minlength=n_keys)
+    counts = torch.zeros(n_keys, dtype=torch.int64, device=keys.device)
+    return counts.index_add_(0, keys, torch.ones_like(keys))
+
+
 def flat_nonzero(mask: torch.Tensor) -> torch.Tensor:
     """(n,) int64 positions of the nonzero entries of a 1-d ``mask`` (bool or 0/1 numbers), as
     ``mask.nonzero()``; on the CPU numpy's ``flatnonzero`` of it as bool (about 3x faster than

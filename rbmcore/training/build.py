@@ -26,8 +26,8 @@ def item_way_sizes(
         raise ValueError("an item-based way needs the number of training users (n_users)")
     if not config.wants_item_way(n_users, n_items):
         log.info(
-            '%s: no item-based way (item_based = "auto": %d users x %d items > %d cells; '
-            "set item_based = true to train one)",
+            '%s: no item-based way (item_based = "auto": dense CD over %d users x %d items > '
+            "%d cells; set item_based = true to train one)",
             config.kind,
             n_users,
             n_items,

@@ -171,28 +171,16 @@ class TwoWayTrainer(CompositeTrainer):
             **data,
         )  # fmt: skip
 
-        def evaluate(_inner, context, target, device):  # the item way, scored in user space
-            model.item.set_item_states(train)
-            return heldout_metrics(model.item, context, target, device)
-
-        item_config = config.item_way()
         item = single_trainer(
-            model.item.inner, item_config, self.device, self.after_backward, evaluate
-        )
-        items = transpose_csr(train)
+            model.item.inner, config.item_way(), self.device, self.after_backward,
+            item_way_evaluation(model, train),
+        )  # fmt: skip
+        items, item_batches = item_way_data(train, config)
         self.fit_stage(
             "item", item, "the item-based way", {"way": "item"}, train=items,
-            batches=iter_row_chunks(len(items), config.item_batch), **data,
+            batches=item_batches, **data,
         )  # fmt: skip
-        model.item.set_item_states(train)
-        if validation is not None and validation[1].nnz:
-            weight, self.weight_search = choose_weight(model, *validation, self.device)
-            log.info(
-                "two-way %s: user-based weight %.1f (validation by weight: %s)",
-                config.kind,
-                weight,
-                ", ".join(f"{w:g}: {v:.4f}" for w, v in self.weight_search.items()),
-            )
+        self.weight_search = choose_blends(model, train, validation, self.device)
         if self.use_all_ratings:
             use_all_ratings(model, train, validation)
         return self.history
@@ -201,6 +189,26 @@ class TwoWayTrainer(CompositeTrainer):
         """The user way's best epochs; the item way's in the ``item`` table."""
         item = {**self.config.item, **self.stage_settings["item"]}
         return {**self.stage_settings["user"], "item": item}
+
+
+def item_way_data(train: RatingsCSR, config: TrainConfig) -> tuple[RatingsCSR, list[np.ndarray]]:
+    """What a two-way model's item-based way trains on: the transposed ratings of ``train``
+    (the training users' rows) and its batches of ``config.item_batch`` items."""
+    items = transpose_csr(train)
+    return items, iter_row_chunks(len(items), config.item_batch)
+
+
+def item_way_evaluation(model: TwoWayRBM, train: RatingsCSR) -> Callable[..., dict[str, float]]:
+    """The item-based way's validation: its items' hidden states from ``train`` (the training
+    users' rows in training order), then the held-out metrics of ``model.item`` in user space."""
+
+    def evaluate(_inner, context, target, device):  # noqa: ANN001 (Trainer's evaluate)
+        if target.nnz == 0:  # nothing to measure (a distributed rank other than 0)
+            return {}
+        model.item.set_item_states(train)
+        return heldout_metrics(model.item, context, target, device)
+
+    return evaluate
 
 
 def member_name(m: int) -> str:
@@ -449,3 +457,33 @@ def use_all_ratings(
     for module in model.modules():
         if isinstance(module, TwoWayRBM):
             module.item.set_item_states(every)
+
+
+def choose_blends(
+    model: Recommender, train: RatingsCSR, validation: Pair | None, device: torch.device
+) -> dict[Any, Any]:
+    """The blend weights a composite trainer chooses after its parts are trained, for a model
+    whose parts were trained elsewhere (on the executors): every two-way part's items' hidden
+    states from ``train``, then its user-based weight on ``validation``. Returns the weight
+    searches in the trainer's ``weight_search`` shape ({weight: metric} for a two-way model,
+    {member or part: that} for an ensemble or a hybrid)."""
+    if isinstance(model, TwoWayRBM):
+        model.item.set_item_states(train)
+        if validation is None or not validation[1].nnz:
+            return {}
+        weight, search = choose_weight(model, *validation, device)
+        log.info(
+            "two-way %s: user-based weight %.1f (validation by weight: %s)",
+            model.kind,
+            weight,
+            ", ".join(f"{w:g}: {v:.4f}" for w, v in search.items()),
+        )
+        return search
+    if isinstance(model, EnsembleRBM):
+        named = {member_name(m): member for m, member in enumerate(model.members)}
+    elif isinstance(model, HybridRBM):
+        named = {part: getattr(model, part) for part in HYBRID_PARTS}
+    else:
+        return {}
+    searches = {name: choose_blends(sub, train, validation, device) for name, sub in named.items()}
+    return {name: search for name, search in searches.items() if search}

@@ -63,7 +63,11 @@ KIND_DEFAULTS: dict[str, dict[str, Any]] = {
         # RBMs averaged; u1 validation nDCG@10: 0.190 (1), 0.212 (3), 0.217 (5), 0.220 (10)
         "n_models": 5,
         "sub_batches": 2,
-        "item_based": "auto",
+        "item_based": True,
+        # dense CD over the catalogue up to AUTO_DENSE_UNITS visible units, stochastic ratio
+        # matching (cost per rating) above; unrated units drawn per rated one by the latter
+        "estimator": "auto",
+        "unrated_per_rating": 1.0,
     },
     # AutoRec (models/autoencoder.py), chosen on the u1.base validation carve (seed 42): user-
     # based and item-based (I-AutoRec, ITEM_DEFAULTS) blended, RMSE 0.891 (item-based alone
@@ -149,11 +153,16 @@ ITEM_DEFAULTS: dict[str, dict[str, Any]] = {
     "autorec": dict(_AUTOREC),  # I-AutoRec: a case per item, the training users its units
 }
 HYBRID_PARTS = ("rated", "like")
-# ``item_based = "auto"``: train the item-based way when the training users x catalogue items
-# are at most this many cells. A rated item-based RBM is dense over the users (every update
-# reconstructs all of them), so its cost grows with users x items: about 1.6M cells on
-# MovieLens 100k (on), 22M on ml-1m (off: it would take longer than everything else).
+RATED_ONLY = ("estimator", "unrated_per_rating")  # a hybrid's settings its rated part alone takes
+# ``item_based = "auto"``: train the item-based way unless dense CD trains it over more than
+# this many training users x catalogue items (a dense item-based rated RBM reconstructs every
+# user for every item of a batch: about 1.6M cells on MovieLens 100k, 22M on ml-1m).
 AUTO_ITEM_CELLS = 10_000_000
+# ``estimator = "auto"`` (rated RBMs): dense CD up to this many visible units, stochastic ratio
+# matching above. Dense CD costs visible units x hidden per training row, ratio matching its
+# rated and sampled units x hidden (docs/models.md, "How the rated RBM is trained").
+AUTO_DENSE_UNITS = 10_000
+ESTIMATORS = ("auto", "cd", "srm")
 
 
 # Integer settings that size or seed a run, and their ranges: a value outside is refused, not
@@ -219,6 +228,8 @@ class TrainConfig:
     softmax_states: int = 0
     item_based: bool | str | None = None  # also an item-based RBM (a two-way model); or "auto"
     item_batch: int = 20  # items per update of the item-based way
+    estimator: str | None = None  # rated RBMs: "cd" (dense), "srm" (ratio matching) or "auto"
+    unrated_per_rating: float | None = None  # "srm": unrated units drawn per rated one
     item: dict[str, Any] = field(default_factory=dict)  # overrides for the item-based way
     rated: dict[str, Any] = field(default_factory=dict)  # hybrid: overrides for the rated part
     like: dict[str, Any] = field(default_factory=dict)  # hybrid: overrides for the like part
@@ -252,6 +263,16 @@ class TrainConfig:
         if self.item_based not in (None, True, False, "auto"):
             raise ValueError(f'item_based must be true, false or "auto", got {self.item_based!r}')
         check_ranges(asdict(self))
+        if self.estimator not in (None, *ESTIMATORS):
+            raise ValueError(f"estimator must be one of {ESTIMATORS}, got {self.estimator!r}")
+        if self.estimator == "srm" and not self.has_rated_rbm():
+            raise ValueError(
+                f'estimator = "srm" trains rated RBMs only, not {self.kind!r} (for a hybrid\'s '
+                "rated part: [train.rated] estimator)"
+            )
+        if self.unrated_per_rating is not None and not float(self.unrated_per_rating) > 0:
+            raise ValueError(f"unrated_per_rating must be > 0, got {self.unrated_per_rating}")
+
         self._check_structure()
 
     def _check_structure(self) -> None:
@@ -280,10 +301,26 @@ class TrainConfig:
             params["layers"] = list(self.layers)
         return params
 
+    def has_rated_rbm(self) -> bool:
+        """Whether the model has a rated RBM to train: the rated kind, a blend with it, or a
+        hybrid kind (whose ranking part may be one)."""
+        return self.kind in HYBRID_PRESETS or "rated" in blended_kinds(self.kind)
+
+    def estimator_for(self, n_units: int) -> str:
+        """How an RBM of this config with ``n_units`` visible units is trained: "cd" or "srm"
+        ("auto": dense CD up to ``AUTO_DENSE_UNITS`` units; kinds other than rated: "cd")."""
+        if self.kind != "rated" or self.estimator in (None, "cd"):
+            return "cd"
+        if self.estimator == "auto":
+            return "srm" if n_units > AUTO_DENSE_UNITS else "cd"
+        return self.estimator
+
     def wants_item_way(self, n_users: int, n_items: int) -> bool:
-        """Whether to train an item-based way for ``n_users`` x ``n_items`` training data."""
+        """Whether to train an item-based way for ``n_users`` x ``n_items`` training data
+        ("auto": unless dense CD would train it over more than ``AUTO_ITEM_CELLS`` cells)."""
         if self.item_based == "auto":
-            return n_users * n_items <= AUTO_ITEM_CELLS
+            dense = self.item_way().estimator_for(n_users) == "cd"
+            return not dense or n_users * n_items <= AUTO_ITEM_CELLS
         return bool(self.item_based)
 
     def cd_k(self, epoch: int) -> int:
@@ -299,34 +336,38 @@ class TrainConfig:
         if name not in HYBRID_PARTS:
             raise ValueError(f"unknown hybrid part {name!r}; expected one of {HYBRID_PARTS}")
         kind = self.rated_kind if name == "rated" else self.like_kind
-        return TrainConfig(kind=kind, **{**self._shared(), **getattr(self, name)})
+        return TrainConfig(kind=kind, **{**self._shared(kind), **getattr(self, name)})
 
     def blend_member(self, m: int) -> TrainConfig:
         """The config of machine ``m`` (0-based) of a blend kind: its kind's defaults, the
         values set here, then its ``members[m]`` table."""
         own = self.members[m] if self.members else {}
-        return TrainConfig(kind=blended_kinds(self.kind)[m], **{**self._shared(), **own})
+        kind = blended_kinds(self.kind)[m]
+        return TrainConfig(kind=kind, **{**self._shared(kind), **own})
 
-    def _shared(self) -> dict[str, Any]:
-        """The values set here that a hybrid's parts or a blend's machines share: every one
-        but the kind, the part kinds, the part and member tables."""
+    def _shared(self, kind: str) -> dict[str, Any]:
+        """The values set here that a hybrid's part or a blend's machine of ``kind`` shares:
+        every one but the kind, the part kinds, the part and member tables, and the rated
+        RBM's estimator settings for a part without a rated RBM."""
         own = (*HYBRID_PARTS, "kind", "rated_kind", "like_kind", "members")
+        if kind not in HYBRID_PRESETS and "rated" not in blended_kinds(kind):
+            own = (*own, *RATED_ONLY)
         return {k: v for k, v in asdict(self).items() if k not in own and v is not None}
 
     def item_way(self) -> TrainConfig:
         """The config of a two-way model's item-based way: ``ITEM_DEFAULTS`` of the kind,
-        then the ``item`` table; seed, device, momentum, validation carve and the softmax
-        states shared."""
+        then the ``item`` table; seed, device, momentum, validation carve, the softmax states
+        and (rated) the estimator settings shared."""
         if self.kind not in ITEM_DEFAULTS:
             raise ValueError(f"kind {self.kind!r} has no item-based way")
         shared = {
             k: getattr(self, k)
-            for k in ("momentum", "val_fraction", "seed", "device", "softmax_states")
+            for k in ("momentum", "val_fraction", "seed", "device", "softmax_states", *RATED_ONLY)
         }
         settings = {"n_models": 1, "sub_batches": 1}
         settings.update({k: _copy(v) for k, v in ITEM_DEFAULTS[self.kind].items()})
         settings.update({**self.item, "item_based": False})
-        return TrainConfig(kind=self.kind, item_batch=self.item_batch, **shared, **settings)
+        return TrainConfig(kind=self.kind, item_batch=self.item_batch, **{**shared, **settings})
 
     def layer_config(self, index: int) -> TrainConfig:
         """The config that trains layer ``index`` (1-based: the first layer above the RBM) of

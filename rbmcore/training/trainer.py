@@ -32,6 +32,8 @@ from rbmcore.io.checkpoint import (
 )
 from rbmcore.models.contract import TrainableRBM
 from rbmcore.training.config import TrainConfig
+from rbmcore.training.lazy_sgd import LazySGD
+from rbmcore.training.objective import estimator_of, make_optimizer, objective_for
 from rbmcore.training.selection import selection_metric
 
 log = logging.getLogger("rbm-reco.train")
@@ -45,27 +47,6 @@ def epoch_generator(seed: int, epoch: int, device: torch.device) -> torch.Genera
 def epoch_batch_order(seed: int, epoch: int, n_batches: int) -> np.ndarray:
     """The order batches are visited in during ``epoch``: a pure function of (seed, epoch)."""
     return np.random.default_rng([seed, epoch]).permutation(n_batches)
-
-
-def is_weight(name: str) -> bool:
-    """Whether the parameter ``name`` (``W``, ``layer.W``, ...) is an RBM's weight matrix."""
-    return name.rsplit(".", 1)[-1] == "W"
-
-
-def make_optimizer(model: torch.nn.Module, config: TrainConfig) -> torch.optim.SGD:
-    """SGD with momentum; weight decay on the weights only, not on the biases. Fused: one
-    kernel per parameter instead of one per term of the update (CPU and CUDA have it)."""
-    decay = [p for name, p in model.named_parameters() if is_weight(name)]
-    no_decay = [p for name, p in model.named_parameters() if not is_weight(name)]
-    return torch.optim.SGD(
-        [
-            {"params": decay, "weight_decay": config.weight_decay},
-            {"params": no_decay, "weight_decay": 0.0},
-        ],
-        lr=config.lr,
-        momentum=config.momentum,
-        fused=True,
-    )
 
 
 def best_epoch_settings(best_epoch: int) -> dict[str, Any]:
@@ -92,21 +73,23 @@ class Trainer:
         self.model = model.to(device)
         self.config = config
         self.device = device
+        self.estimator = estimator_of(self.model, config)  # "cd" or "srm" (objective.py)
         self.optimizer = self.make_optimizer()
+        self.objective = None  # built from the first epoch's training rows
         self.history: list[dict[str, Any]] = []
         self.best_state: dict[str, torch.Tensor] | None = None
         self.best_epoch = -1
 
     def make_optimizer(self) -> torch.optim.Optimizer:
-        """The optimiser of CD: ``make_optimizer``."""
-        return make_optimizer(self.model, self.config)
+        """The optimiser of the estimator: ``rbmcore.training.objective.make_optimizer``."""
+        return make_optimizer(self.model, self.config, self.estimator)
 
     def update_loss(
         self, batch: UserBatch, epoch: int, k: int, generator: torch.Generator
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """The scalar whose gradient is the update of ``batch`` (CD-``k``) and its per-entry
-        training loss before the update."""
-        return self.model.cd_loss_and_nll(batch, k, generator)
+        """The scalar whose gradient is the update of ``batch`` (the estimator's: CD-``k`` or
+        ratio matching) and its per-entry training loss before the update."""
+        return self.objective.loss_and_nll(batch, k, generator)
 
     def epoch_settings(self, epoch: int) -> dict[str, Any]:
         """What an epoch's history record says of how it trained: its CD-k."""
@@ -118,16 +101,23 @@ class Trainer:
         """One pass of CD-k over ``batches`` (row positions of ``train`` per batch, or a
         ``BatchSource``); mean training loss.
 
-        The loss reported is the mean NLL of the training ratings' states under the mean-field
-        reconstruction, measured on each batch before its update.
+        The loss reported is, for CD, the mean NLL of the training ratings' states under the
+        mean-field reconstruction, measured on each batch before its update; for ratio
+        matching, the mean over the rows of their sampled ratio-matching loss. It is summed on
+        the device and read once per epoch (no host synchronisation per batch).
         """
         config = self.config
         k = config.cd_k(epoch)
         generator = epoch_generator(config.seed, epoch, self.device)
+        if self.objective is None:
+            self.objective = objective_for(
+                self.model, config, self.estimator, self.optimizer, train
+            )
         for group in self.optimizer.param_groups:
             group["lr"] = config.lr * config.lr_decay**epoch
         order = epoch_batch_order(config.seed, epoch, len(batches))
-        total, count = 0.0, 0
+        total = torch.zeros((), dtype=torch.float64, device=self.device)
+        count = 0
         bar = tqdm(
             batch_rows(train, batches, order),
             total=len(order),
@@ -141,14 +131,16 @@ class Trainer:
             batch = to_batch(rows, self.device)
             self.optimizer.zero_grad(set_to_none=True)
             loss, nll = self.update_loss(batch, epoch, k, generator)
-            total += float(nll.sum())
+            total += nll.sum().double()
             count += nll.numel()
             loss.backward()
             if self.after_backward is not None:
                 self.after_backward(self.model)
             self.optimizer.step()
+        if isinstance(self.optimizer, LazySGD):
+            self.optimizer.flush()  # every row up to date for validation and checkpoints
         self.model.eval()
-        return total / max(count, 1)
+        return float(total) / max(count, 1)
 
     def fit(
         self,

@@ -146,3 +146,19 @@ def test_the_gpu_plan_of_the_binary_kind_runs_the_same_chain_on_the_cpu():
         states = model.plan_states(gpu, sample)
         assert states.dtype == torch.int64 and set(states.unique().tolist()) <= {0, 1}
         torch.testing.assert_close(x, model.hidden_input(batch, states))
+
+
+@pytest.mark.parametrize("kind", ["binary", "softmax"])
+def test_the_gpu_gradient_scatter_gives_the_cpu_sums_on_the_cpu(kind):
+    """``scatter_units(sync_free=True)`` (CUDA's: no ``nonzero``, counts by a scatter-add, a
+    zero row for the entries whose chain stayed) gives the same sums as the CPU's selection."""
+    batch, model = batch_with_empty_rows(), model_of(kind)
+    data = model.states_of(batch.ratings)
+    states = replay_chain(model, batch, model.batch_offsets(batch).detach(), 3, seed=5)
+    assert bool((states != data).any()) and bool((states == data).any())
+    g = torch.Generator().manual_seed(6)
+    p_model, p_data = torch.rand(batch.size, 8, generator=g), torch.rand(batch.size, 8, generator=g)
+    scale = torch.tensor(0.25)
+    cpu = model.scatter_units(batch, states, data, p_model, p_data, scale, sync_free=False)
+    gpu = model.scatter_units(batch, states, data, p_model, p_data, scale, sync_free=True)
+    assert torch.equal(cpu, gpu)

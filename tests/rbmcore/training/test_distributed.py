@@ -1,6 +1,7 @@
 """Data-parallel training with torch.distributed (rbmcore/training/distributed.py), in one
-process and without Spark: batches sharded across ranks, ``train_worker`` of a world of one
-equal to plain training and refit, a missing peer ending in an error, and gloo's interface."""
+process and without Spark: batches sharded across ranks, every RBM of a model as a stage,
+``train_worker`` of a world of one plus the driver's choices equal to plain training and
+refit, a missing peer ending in an error, and gloo's interface."""
 
 from __future__ import annotations
 
@@ -14,17 +15,19 @@ import torch.distributed as dist
 
 from rbmcore.data.csr import csr_from_pairs, merge_rows
 from rbmcore.data.splits import split_holdout
-from rbmcore.models.factory import build_model
+from rbmcore.training.build import model_for_config
+from rbmcore.training.composite import trainer_for
 from rbmcore.training.config import TrainConfig
 from rbmcore.training.distributed import (
     init_process_group_from_env,
     make_payload,
     pin_gloo_to_loopback,
+    plan_stages,
     shard_batches,
     train_worker,
+    trainers_from_result,
 )
 from rbmcore.training.refit import fresh_refit_model, refit_on_all_ratings
-from rbmcore.training.trainer import Trainer
 from tests.rbmcore.support import free_port
 
 
@@ -39,60 +42,86 @@ def test_shard_batches_splits_every_batch_across_ranks():
             assert list(first) == list(second) == list(batches[b])
 
 
-def test_train_worker_in_one_process_equals_plain_training(monkeypatch):
-    """World size 1 (gloo, in this process): the all-reduce is the identity, so each stage of
-    the payload (two here, trained one after the other in one process group, as a hybrid's
-    parts are) gets the weights, history and best epoch of a plain ``Trainer.fit`` of its
-    model, and its refit the weights of ``refit_on_all_ratings`` of that trainer."""
+def small_data():
+    """60 users x 40 items, a validation carve, every rating, and batches of 16 users."""
     rng = np.random.default_rng(3)
     users, items = rng.integers(0, 60, 1500), rng.integers(0, 40, 1500)
     key = np.unique(users * 40 + items)
     ratings = rng.integers(1, 6, len(key)).astype(np.int8)
     train = csr_from_pairs(key // 40, key % 40, ratings, 40)
-    configs = {
-        "rated": TrainConfig(kind="rated", n_hidden=8, n_models=2, epochs=3, patience=2,
-                             item_based=False, device="cpu"),
-        "like": TrainConfig(kind="softmax", n_hidden=8, epochs=4, patience=2, item_based=False,
-                            device="cpu"),
-    }  # fmt: skip  (user-based parts, as distributed training has)
     fit, held = split_holdout(train, 0.2, np.random.default_rng(0))
-    every = merge_rows(fit, held)
     batches = [np.arange(s, min(s + 16, len(fit))) for s in range(0, len(fit), 16)]
+    return fit, held, merge_rows(fit, held), batches
 
-    def fresh(name: str):
-        params = {"n_models": 2} if name == "rated" else {}
-        model = build_model(configs[name].kind, 40, 8, torch.Generator().manual_seed(7), **params)
-        model.init_visible_biases(fit)
-        return model
 
-    expected = {}
-    for name, config in configs.items():
-        trainer = Trainer(fresh(name), config, torch.device("cpu"))
-        expected[name] = (trainer, trainer.fit(fit, batches, (fit, held)))
+def hybrid_config() -> TrainConfig:
+    """A small default-shaped hybrid: a two-way rated part (trained by ratio matching: sparse
+    gradients) and an ensemble of 2 two-way binary RBMs."""
+    item = {"n_hidden": 5, "epochs": 3, "patience": 2}
+    return TrainConfig(
+        kind="hybrid", n_hidden=6, epochs=3, patience=2, device="cpu", item_batch=8,
+        rated={"n_models": 2, "estimator": "srm", "item": item},
+        like={"n_models": 2, "item": item},
+    )  # fmt: skip
+
+
+def fresh_model(config: TrainConfig, fit):
+    model = model_for_config(config, fit.n_items, torch.Generator().manual_seed(7), len(fit))
+    model.init_visible_biases(fit)
+    return model
+
+
+def test_plan_stages_lists_every_rbm_in_training_order():
+    config = hybrid_config()
+    model = fresh_model(config, small_data()[0])
+    stages = plan_stages(model, config)
+    assert [s["name"] for s in stages] == [
+        "rated.user", "rated.item", "like.member1.user", "like.member1.item",
+        "like.member2.user", "like.member2.item",
+    ]  # fmt: skip
+    assert model.get_submodule(stages[3]["path"]) is model.like.members[0]
+    assert stages[4]["config"]["seed"] == config.seed + 1  # the member's own config
+    assert stages[0]["config"]["estimator"] == "srm" and stages[2]["way"] == "user"
+
+
+def test_train_worker_in_one_process_equals_plain_training(monkeypatch):
+    """World size 1 (gloo, in this process): the all-reduce is the identity, so the run (every
+    RBM of a hybrid with two-way parts, one after the other in one process group) and the
+    driver's choices after it give the weights, history, blend weights, alpha and refit
+    settings of a plain ``HybridTrainer.fit``, and the refit trained in the same run the
+    weights of ``refit_on_all_ratings``."""
+    fit, held, every, batches = small_data()
+    config = hybrid_config()
+    cpu = torch.device("cpu")
+    expected = trainer_for(fresh_model(config, fit), config, cpu)
+    expected.fit(fit, batches, (fit, held))
+    expected_refit = refit_on_all_ratings(expected, every, batches)
     for name, value in dict(RANK="0", WORLD_SIZE="1", LOCAL_RANK="0",
                             MASTER_ADDR="127.0.0.1", MASTER_PORT=str(free_port())).items():
         monkeypatch.setenv(name, value)  # fmt: skip
     threads = torch.get_num_threads()
-    stages = {name: (fresh(name), config) for name, config in configs.items()}
-    refit_start = {name: fresh_refit_model(config, every) for name, config in configs.items()}
+    model = fresh_model(config, fit)
+    refit = (every, fresh_refit_model(config, every))
     try:
-        result = train_worker(make_payload(stages, fit, batches, (fit, held),
-                                           refit=(every, refit_start)))  # fmt: skip
+        result = train_worker(make_payload(model, config, fit, batches, (fit, held),
+                                           refit=refit))  # fmt: skip
     finally:
         torch.set_num_threads(threads)  # the worker set 1 thread; leave the session as it was
-    assert list(result["stages"]) == ["rated", "like"]
-    for name, (trainer, history) in expected.items():
-        got = result["stages"][name]
-        assert got["best_epoch"] == trainer.best_epoch
-        assert [r["val"] for r in got["history"]] == [r["val"] for r in history]
-        assert {r["processes"] for r in got["history"]} == {1}
-        for key, tensor in trainer.model.state_dict().items():
-            torch.testing.assert_close(got["state"][key], tensor, rtol=0, atol=1e-6)
-        refit = refit_on_all_ratings(trainer, every, batches)
-        assert len(got["refit"]["history"]) == max(trainer.best_epoch, 1)
-        for key, tensor in refit.model.state_dict().items():
-            torch.testing.assert_close(got["refit"]["state"][key], tensor, rtol=0, atol=1e-6)
-            assert not torch.equal(tensor, got["state"][key]) or key.endswith("u_scale")
+    trainer, refit_trainer = trainers_from_result(model, config, result, fit, (fit, held), cpu,
+                                                  refit)  # fmt: skip
+    assert [r.get("val") for r in trainer.history] == [r.get("val") for r in expected.history]
+    assert [{k: r.get(k) for k in ("part", "member", "way")} for r in trainer.history] == [
+        {k: r.get(k) for k in ("part", "member", "way")} for r in expected.history
+    ]
+    assert {r["processes"] for r in trainer.history} == {1}
+    assert trainer.refit_settings() == expected.refit_settings()
+    assert trainer.alpha_search == expected.alpha_search
+    assert trainer.weight_search == expected.weight_search and trainer.weight_search["rated"]
+    for got, want in ((model, expected.model), (refit_trainer.model, expected_refit.model)):
+        for key, tensor in want.state_dict().items():
+            torch.testing.assert_close(got.state_dict()[key], tensor, rtol=0, atol=1e-6,
+                                       msg=key)  # fmt: skip
+    assert len(refit_trainer.history) == len(expected_refit.history)
 
 
 def test_process_group_gives_up_on_a_missing_peer(monkeypatch):
