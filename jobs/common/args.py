@@ -124,13 +124,26 @@ def parse_job_args(
     return args
 
 
+class CurrentStderrHandler(logging.StreamHandler):
+    """A handler on whatever ``sys.stderr`` is when a record is written, not the stream of the
+    moment it was made (which a caller, e.g. a test capturing output, may close meanwhile)."""
+
+    @property
+    def stream(self):  # noqa: ANN201 (logging's attribute)
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, _value) -> None:  # noqa: ANN001
+        pass
+
+
 def setup_logging(level: str | None = None) -> None:
     """The job's own log (not Spark's) at ``level`` (default INFO), on stderr."""
     name = {"WARN": "WARNING"}.get((level or "INFO").upper(), (level or "INFO").upper())
     logging.basicConfig(
         level=getattr(logging, name, logging.INFO),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
+        handlers=[CurrentStderrHandler()],
         force=True,
     )
     for noisy in ("py4j", "matplotlib", "PIL"):

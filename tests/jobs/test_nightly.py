@@ -17,6 +17,7 @@ from jobs.common.config import DEFAULT_CONF, deep_merge
 from jobs.ingest import run_ingest
 from jobs.score import main as score_main
 from jobs.score import run_score
+from jobs.storage import fs
 from jobs.train import run_train
 from rbmcore.metrics import ranking_metrics
 from tests.conftest import ML100K
@@ -96,7 +97,7 @@ def test_the_counts_are_exact(nightly):
     assert manifest["model_id"] == nightly["meta"]["model_id"]
     assert manifest["model_created_at"] == nightly["meta"]["created_at"]
     assert manifest["model_newest_timestamp"] == int(train["ts"].max())
-    summary = json.loads(Path(fresh["summary"]).read_text())
+    summary = json.loads(Path(fs.local_path(fresh["summary"])).read_text())
     assert summary["status"] == "ok" and summary["unknown_movies"] == expected["unknown_movies"]
     assert summary["reasons"] == {"non-numeric user id": 1}
 

@@ -60,7 +60,8 @@ def test_set_keeps_the_dots_of_a_spark_setting():
 @pytest.mark.parametrize(
     "pair, message",
     [
-        ("score.topk=5", r"unknown \[score\] setting topk; known: commit, lock_lease_s, top_k"),
+        ("score.topk=5",
+         r"unknown \[score\] setting topk; known: commit, lock_lease_s, max_model_age_days, top_k"),
         ("scroe.top_k=5", r"unknown config section \[scroe\]"),
         ("ingest.max_bad=0.1", r"unknown \[ingest\] setting max_bad"),
         ("spark.mastr=local", r"unknown \[spark\] setting mastr"),
@@ -95,7 +96,9 @@ def test_every_section_refuses_unknown_keys_and_bad_values(pair, message):
 def test_defaults_and_packaged_configs_pass_the_checks():
     check_conf(deep_merge(DEFAULT_CONF, {}))
     conf = resolved("score.top_k=10000", "train.kind=binary", "score.commit=manifest")
-    assert conf["score"] == {"top_k": 10000, "commit": "manifest", "lock_lease_s": 120}
+    assert conf["score"] == {
+        "top_k": 10000, "commit": "manifest", "lock_lease_s": 120, "max_model_age_days": None
+    }
 
 
 @pytest.mark.parametrize("value", ["2026-01-01", "2024-02-29"])

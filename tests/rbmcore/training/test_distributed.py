@@ -56,10 +56,12 @@ def small_data():
 
 def hybrid_config() -> TrainConfig:
     """A small default-shaped hybrid: a two-way rated part (trained by ratio matching: sparse
-    gradients) and an ensemble of 2 two-way binary RBMs."""
+    gradients) and an ensemble of 2 two-way binary RBMs (the like part distributed training
+    keeps of the default's blend, ``rbm_machines_only``)."""
     item = {"n_hidden": 5, "epochs": 3, "patience": 2}
     return TrainConfig(
-        kind="hybrid", n_hidden=6, epochs=3, patience=2, device="cpu", item_batch=8,
+        kind="hybrid", like_kind="binary", n_hidden=6, epochs=3, patience=2, device="cpu",
+        item_batch=8,
         rated={"n_models": 2, "estimator": "srm", "item": item},
         like={"n_models": 2, "item": item},
     )  # fmt: skip
