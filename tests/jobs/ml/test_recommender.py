@@ -26,14 +26,20 @@ from tests.conftest import ML100K
 SCHEMA = "user int, item int, rating float, ts long"
 K = 10
 UNKNOWN = 999_999
+USERS = 300  # u1's first users: the file's fits and folds within the suite's time budget
 
 
 @pytest.fixture(scope="module")
 def u1(spark):
+    """u1.base and u1.test of the first ``USERS`` users."""
     if not (ML100K / "u1.base").exists():
         pytest.fail(f"MovieLens 100k is expected at {ML100K} (../shared/data beside the repo)")
-    base = spark.read.csv(str(ML100K / "u1.base"), sep="\t", schema=SCHEMA).cache()
-    test = spark.read.csv(str(ML100K / "u1.test"), sep="\t", schema=SCHEMA).cache()
+    base, test = (
+        spark.read.csv(str(ML100K / name), sep="\t", schema=SCHEMA)
+        .where(f"user <= {USERS}")
+        .cache()
+        for name in ("u1.base", "u1.test")
+    )
     return base, test
 
 
