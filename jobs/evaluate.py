@@ -33,7 +33,8 @@ from jobs.common.session import get_spark
 from jobs.evaluation.metrics import like_and_rating_block, ranking_block
 from jobs.ingestion.readback import load_vocabulary, require
 from jobs.report import LOSS_PLOT, metrics_markdown
-from jobs.scoring.workers import broadcast_payload, make_predictor
+from jobs.score import pair_predictions
+from jobs.scoring.workers import broadcast_payload
 from jobs.storage import fs, layout, model_store
 from jobs.storage.export import PARQUET_OUTPUT, data_path, is_complete
 from jobs.storage.fs import dumps_json
@@ -42,7 +43,6 @@ from jobs.storage.layout import join_path
 
 log = logging.getLogger("rbm-reco.evaluate")
 
-PREDICTION_SCHEMA = "user_id int, movie_id int, rating float, p_like float, pred_rating float"
 PREDICTIONS = FolderKind("predictions folder", PARQUET_OUTPUT)
 
 
@@ -68,9 +68,7 @@ def run_evaluate(
         "user_id", F.col("items").alias("test_items"), F.col("ratings").alias("test_ratings")
     )
     broadcast = spark.sparkContext.broadcast(broadcast_payload(loaded))
-    predictions = train.join(test, "user_id").mapInArrow(
-        make_predictor(broadcast), PREDICTION_SCHEMA
-    )
+    predictions = pair_predictions(broadcast, train, test)
     predictions.write.mode("overwrite").parquet(layout.predictions(out))
     broadcast.unpersist()
 

@@ -23,6 +23,8 @@ from collections.abc import Sequence
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 
+from pyspark.sql import DataFrame
+
 from jobs.common.args import (
     add_common_arguments,
     export_date,
@@ -37,16 +39,19 @@ from jobs.ingestion.readback import load_vocabulary, require
 from jobs.ingestion.settings import add_input_arguments, input_overrides
 from jobs.scoring.checks import check_export, user_set, users_rated_everything
 from jobs.scoring.fresh import read_fresh
-from jobs.scoring.workers import broadcast_payload, make_scorer
+from jobs.scoring.workers import broadcast_payload, make_predictor, make_scorer
 from jobs.storage import fs, layout, model_store
 from jobs.storage.export import publish_date
-from rbmcore.io.artifact import vocab_checksum
+from rbmcore.io.artifact import LoadedModel, vocab_checksum
 from rbmcore.scoring import fast_users_per_chunk, users_per_chunk
 
 log = logging.getLogger("rbm-reco.score")
 
 ARROW_BATCH_ROWS = "spark.sql.execution.arrow.maxRecordsPerBatch"
 MIN_SPLITS = "spark.sql.files.minPartitionNum"
+
+
+PREDICTION_SCHEMA = "user_id int, movie_id int, rating float, p_like float, pred_rating float"
 
 
 def export_schema(columns: Sequence[str]) -> str:
@@ -160,16 +165,13 @@ def score_and_publish(
     publish the checked export of ``dt`` (``conf["score"]``: top_k, how it is committed); the
     manifest is ``extra`` plus the export's counts."""
     top_k = score_settings(conf)[0]
-    columns = loaded.model.output_columns
     n_items = len(loaded.movie_ids)
     # this job's Arrow batch size and split count, for its own reads only
     spark.conf.set(ARROW_BATCH_ROWS, str(arrow_batch_rows(n_items, loaded.model.n_states)))
     expected = user_set(users)
     users = balanced_input(spark, users)
     broadcast = spark.sparkContext.broadcast(broadcast_payload(loaded))
-    scorer = make_scorer(broadcast, top_k, columns)
-    recs = users.mapInArrow(scorer, export_schema(columns))
-    recs = recs.sortWithinPartitions("user_id", "rank")
+    recs = score_users(loaded, broadcast, users, top_k).sortWithinPartitions("user_id", "rank")
 
     def write(path: str) -> None:
         recs.write.mode("overwrite").parquet(path)
@@ -195,6 +197,22 @@ def score_and_publish(
         layout.recommendations_for(out, dt),
     )
     return info
+
+
+def score_users(loaded: LoadedModel, broadcast, users: DataFrame, top_k: int) -> DataFrame:
+    """The top-``top_k`` unseen items of each of ``users`` (``user_id, items, ratings``) as
+    export rows (``export_schema``), scored on the executors by ``broadcast`` (the
+    ``broadcast_payload`` of ``loaded``, kept alive until the rows are read)."""
+    columns = loaded.model.output_columns
+    return users.mapInArrow(make_scorer(broadcast, top_k, columns), export_schema(columns))
+
+
+def pair_predictions(broadcast, context: DataFrame, queries: DataFrame) -> DataFrame:
+    """One row per (user, item) of ``queries`` (``user_id, test_items, test_ratings``) with its
+    ``PREDICTION_SCHEMA`` columns, predicted on the executors by ``broadcast`` from the same
+    users' rows of ``context`` (``user_id, items, ratings``); users absent from either are
+    left out."""
+    return context.join(queries, "user_id").mapInArrow(make_predictor(broadcast), PREDICTION_SCHEMA)
 
 
 def score_settings(conf: dict[str, Any]) -> tuple[int, float | None]:
