@@ -63,7 +63,9 @@ KIND_DEFAULTS: dict[str, dict[str, Any]] = {
         # RBMs averaged; u1 validation nDCG@10: 0.190 (1), 0.212 (3), 0.217 (5), 0.220 (10)
         "n_models": 5,
         "sub_batches": 2,
-        "item_based": True,
+        # the item-based way unless dense CD would train it over more than AUTO_ITEM_CELLS
+        # cells (on at u1 and ml-25m sizes, off at ml-1m's: wants_item_way)
+        "item_based": "auto",
         # dense CD over the catalogue up to AUTO_DENSE_UNITS visible units, stochastic ratio
         # matching (cost per rating) above; unrated units drawn per rated one by the latter
         "estimator": "auto",
@@ -97,9 +99,9 @@ KIND_DEFAULTS: dict[str, dict[str, Any]] = {
 # override them). ``dbn``: deep belief nets over the rated and the like RBMs (models/dbn.py);
 # ``autoencoder``: the which-movies autoencoder and AutoRec.
 HYBRID_PRESETS: dict[str, dict[str, Any]] = {
-    # like part: the 3 binary RBMs blended with AutoRec, chosen on validation (docs/models.md,
-    # "Choosing the default"; bench/selection.py)
-    "hybrid": {"rated_kind": "rated", "like_kind": "binary+autorec", "rated": {}, "like": {}},
+    # like part: the 3 binary RBMs (the blend with AutoRec, "binary+autorec", is a choice:
+    # bench/selection.py compares them on validation)
+    "hybrid": {"rated_kind": "rated", "like_kind": "binary", "rated": {}, "like": {}},
     "dbn": {
         "rated_kind": "rated",
         "like_kind": "binary",

@@ -25,7 +25,7 @@ def test_rated_estimator_is_chosen_by_the_visible_units():
     visible units, ratio matching above, for the item-based way (visible units = users) too;
     "cd" / "srm" force one; other kinds train by CD."""
     config = TrainConfig(kind="rated")
-    assert config.estimator == "auto" and config.item_based is True
+    assert config.estimator == "auto" and config.item_based == "auto"
     assert config.estimator_for(1_682) == "cd" and config.estimator_for(59_047) == "srm"
     assert config.item_way().estimator_for(162_541) == "srm"
     assert TrainConfig(kind="rated", estimator="cd").item_way().estimator_for(162_541) == "cd"
@@ -53,12 +53,14 @@ def test_trainer_takes_the_estimator_and_its_optimizer_from_the_size():
         assert isinstance(trainer.optimizer, LazySGD) == (estimator == "srm")
 
 
-def test_rated_item_way_is_on_at_every_size_unless_auto_and_dense_over_many_cells():
-    """``item_based = true`` (the default) trains the item-based way at any size; "auto" skips
-    it where dense CD would train it (its visible units, the users, at most AUTO_DENSE_UNITS)
-    over more than AUTO_ITEM_CELLS user x item cells."""
+def test_rated_item_way_is_skipped_only_where_dense_over_many_cells():
+    """``item_based = "auto"`` (the default) skips the item-based way only where dense CD would
+    train it (its visible units, the users, at most AUTO_DENSE_UNITS) over more than
+    AUTO_ITEM_CELLS user x item cells: on at u1 and ml-25m sizes, off at ml-1m's; ``true``
+    trains it at any size."""
     small, middle, large = (943, 1_682), (6_040, 3_706), (162_541, 59_047)  # users, items
-    config = TrainConfig(kind="rated", n_hidden=4, item={"n_hidden": 3})
+    assert TrainConfig(kind="rated").item_based == "auto"
+    config = TrainConfig(kind="rated", n_hidden=4, item_based=True, item={"n_hidden": 3})
     assert all(config.wants_item_way(*size) for size in (small, middle, large))
     model = model_for_config(config, middle[1], torch.Generator().manual_seed(0), middle[0])
     assert isinstance(model, TwoWayRBM)
