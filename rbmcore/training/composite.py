@@ -219,7 +219,7 @@ def member_name(m: int) -> str:
 def member_config(config: TrainConfig, m: int) -> TrainConfig:
     """The config member ``m`` trains with: seed + m, one model, its ``members[m]`` table."""
     own = config.members[m] if config.members else {}
-    return replace(config, seed=config.seed + m, n_models=1, members=None, **own)
+    return replace(config, **{**own, "seed": config.seed + m, "n_models": 1, "members": None})
 
 
 class EnsembleTrainer(CompositeTrainer):

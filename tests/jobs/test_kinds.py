@@ -1,5 +1,5 @@
-"""The kinds beyond the single RBMs through the jobs: the default hybrid (its like part a blend
-of binary RBMs and AutoRec), ``dbn`` and ``autoencoder`` are trained by the train job on the
+"""The kinds beyond the single RBMs through the jobs: the hybrid with its like part a blend of
+binary RBMs and AutoRec, ``dbn`` and ``autoencoder`` are trained by the train job on the
 driver, saved in the same artifact and scored by the same broadcast scorer on Spark, whose
 export equals in-process scoring; ``--distributed`` trains RBMs only and says so."""
 
@@ -22,7 +22,10 @@ from tests.jobs.support import DT, TOP_K
 
 SMALL = {"epochs": 2, "n_hidden": 8, "item": {"epochs": 2}, "layer": {"epochs": 2}}
 KIND_SETTINGS = {
-    "hybrid": {"rated": {"n_models": 2}, "like": {"members": [{"n_models": 2}, {}]}},
+    "hybrid": {  # the like part a blend of binary RBMs and AutoRec
+        "rated": {"n_models": 2}, "like_kind": "binary+autorec",
+        "like": {"members": [{"n_models": 2}, {}]},
+    },
     "dbn": {},
     "autoencoder": {"like": {"item_based": True}},
 }

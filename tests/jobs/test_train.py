@@ -17,8 +17,9 @@ def test_the_epochs_flag_caps_every_part_the_item_based_ways_too():
     args = parse_job_args("rbm-reco run", None, run_job.add_arguments, argv)
     config, _ = train_settings(resolve_conf(args, train_overrides(args)))
     rated = config.part("rated")
-    like = member_config(config.part("like").blend_member(0), 2)
-    autorec = config.part("like").blend_member(1)
+    like = member_config(config.part("like"), 2)
+    blend = TrainConfig(**{**config.to_dict(), "like_kind": "binary+autorec"})
+    autorec = blend.part("like").blend_member(1)
     assert [rated.epochs, rated.item_way().epochs, like.epochs, like.item_way().epochs] == [1] * 4
     assert [autorec.epochs, autorec.item_way().epochs] == [1, 1]
     assert like.item_way().lr == 0.02  # the rest of [train.item] is kept
