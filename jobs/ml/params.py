@@ -61,7 +61,7 @@ class RBMRecommenderParams(HasPredictionCol):
     seed = _param("seed", "random seed (train.seed)", TypeConverters.toInt)
     device = _param("device", "auto, cpu, cuda, cuda:N (train.device)", TypeConverters.toString)
     likeKind = _param(
-        "likeKind", "hybrid: the like part's kind, binary or softmax (train.like_kind)",
+        "likeKind", "a hybrid kind's like part: binary, softmax, autorec, blend (train.like_kind)",
         TypeConverters.toString,
     )  # fmt: skip
     trainConf = _param("trainConf", "any other [train] settings, as the TOML table", _dict)

@@ -47,6 +47,7 @@ from jobs.storage.layout import join_path
 from jobs.train import run_train
 from rbmcore.errors import ModelFileError
 from rbmcore.io.artifact import MODEL_FILES, LoadedModel
+from rbmcore.models.blend import blended_kinds
 
 USERS = ("user_id", "items", "ratings")  # the ingested users' rows a model keeps
 
@@ -64,12 +65,16 @@ def temp_view(df: DataFrame) -> str:
     return name
 
 
+RATING_MACHINES = ("softmax", "autorec")  # the like machines that predict a rating
+
+
 def predicted_column(loaded: LoadedModel) -> str:
-    """What ``transform`` predicts: the expected rating (``pred_rating``) when the model
-    predicts ratings (``softmax``; ``hybrid`` with ``like_kind = "softmax"``), else ``p_like``
-    (P(like); for ``rated``, P(rated), its score)."""
+    """What ``transform`` predicts: the rating (``pred_rating``) when the model predicts
+    ratings (a like machine ``softmax`` or ``autorec``, alone, in a blend or as a hybrid's like
+    part), else ``p_like`` (P(like); for the ranking kinds, P(rated), their score)."""
     hyper = loaded.meta["hyperparameters"]
-    return "pred_rating" if hyper.get("like_kind", hyper["kind"]) == "softmax" else "p_like"
+    machines = blended_kinds(hyper.get("like_kind", hyper["kind"]))
+    return "pred_rating" if any(m in RATING_MACHINES for m in machines) else "p_like"
 
 
 class RBMRecommender(Estimator, RBMRecommenderParams, DefaultParamsReadable, DefaultParamsWritable):

@@ -199,7 +199,10 @@ def test_bad_param_is_a_usage_error(u1):
 @pytest.mark.parametrize(
     ("kind", "like_kind", "column"),
     [("softmax", None, "pred_rating"), ("binary", None, "p_like"), ("rated", None, "p_like"),
-     ("hybrid", "binary", "p_like"), ("hybrid", "softmax", "pred_rating")],
+     ("hybrid", "binary", "p_like"), ("hybrid", "softmax", "pred_rating"),
+     ("autorec", None, "pred_rating"), ("multvae", None, "p_like"),
+     ("hybrid", "binary+autorec", "pred_rating"), ("autoencoder", "autorec", "pred_rating"),
+     ("dbn", "binary", "p_like")],
 )  # fmt: skip
 def test_predicted_column_per_kind(kind, like_kind, column):
     hyper = {"kind": kind, **({"like_kind": like_kind} if like_kind else {})}
