@@ -1010,9 +1010,8 @@ REFERENCE_NOTES = [
     "catalogue (59,047 items), 31% at ml-10m's (10,677) and 16% at ml-1m's (3,706), where the "
     "per-user sparse pass and top-k outweigh the thin product; training at ml-1m size with "
     "the tutorial's settings (hidden 200, batch 100, CD-10; `python -m bench.scale tutorial`, 2 "
-    "threads) ran at 3.3x the tutorial's dense algorithm before the per-batch GibbsPlan and "
-    "closed-form gradient (commit 3ad9375) and at 6.0x / 7.1x after (two runs; 1.0x before the "
-    "sampled hidden-to-visible product). GPU: BENCHMARKS.md `## GPU`.",
+    "threads): BENCHMARKS.md `### Training vs the tutorial's dense algorithm`. GPU: "
+    "BENCHMARKS.md `## GPU`.",
 ]
 
 

@@ -141,7 +141,7 @@ def test_evaluation_meets_the_binary_quality_floor(u1_run):
     on_disk = json.load(open(layout.metrics_json(out)))
     assert on_disk["rating"]["like_error"] == metrics["rating"]["like_error"]
     assert on_disk["test_pairs"] == 19968  # u1.test pairs whose movie is in u1.base
-    # DESIGN section 5 floor: seed 0.255, always "like" 0.159
+    # the floor of docs/models.md: the tutorial's RBM 0.255, always "like" 0.159
     assert metrics["rating"]["like_error"] <= 0.150
     assert metrics["rating"]["auc"] >= 0.70
     preds = pd.read_parquet(layout.predictions(out))
