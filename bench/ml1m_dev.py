@@ -37,20 +37,8 @@ import pandas as pd
 import torch
 
 from bench.machine import cpu_model
-from bench.quality import (
-    K,
-    Result,
-    Split,
-    evaluate,
-    load_splits,
-    local_spark,
-    log,
-    make_split,
-    run_als,
-    to_df,
-    train_rbm,
-    tune_als,
-)
+from bench.protocol import Split, load_splits, make_split, to_df, train_rbm, write_section
+from bench.quality import K, Result, evaluate, local_spark, log, run_als, tune_als
 from rbmcore.data.csr import csr_from_pairs
 from rbmcore.data.splits import split_holdout
 from rbmcore.scoring import predict_csr, recommend_csr
@@ -125,7 +113,7 @@ def choose(args: argparse.Namespace) -> None:
     chosen = [json.loads(text) for text in args.rated] or [{}]
     trains = [(s.name, s.train) for s in splits(args.splits.split(","))]
     if args.also_u1:
-        trains.insert(0, ("u1.base", load_splits(ML100K, ["u1"])[0].train))
+        trains.insert(0, ("u1.base", load_splits(["u1"], ML100K)[0].train))
     for name, train in trains:
         for overrides in chosen:
             result = validation_of(train, overrides, args.seed)
@@ -177,7 +165,7 @@ def compare(args: argparse.Namespace) -> None:
     section = render(rows, seeds, " ".join(sys.argv[1:]), (time.perf_counter() - began) / 60)
     print(section)
     if not args.no_write:
-        write_section(REPO / "BENCHMARKS.md", section)
+        write_section(REPO / "BENCHMARKS.md", section, SECTION, SECTION_END)
 
 
 ALS_ROW = "Spark ALS implicit (validation-tuned)"
@@ -219,18 +207,6 @@ def render(rows: dict, seeds: list[int], command: str, minutes: float) -> str:
         lines.append("")
     lines.append(SECTION_END)
     return "\n".join(lines) + "\n"
-
-
-def write_section(path: Path, section: str) -> None:
-    """Replace (or append) this bench's section of BENCHMARKS.md."""
-    text = path.read_text()
-    if SECTION in text:
-        head, rest = text.split(SECTION, 1)
-        tail = rest.split(SECTION_END, 1)[1].lstrip("\n") if SECTION_END in rest else ""
-        text = head + section + ("\n" + tail if tail else "")
-    else:
-        text = text.rstrip("\n") + "\n\n" + section
-    path.write_text(text)
 
 
 def main(argv: list[str] | None = None) -> int:

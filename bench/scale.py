@@ -1027,16 +1027,22 @@ def report(args: argparse.Namespace) -> None:
     if defaults:
         defaults.sort(key=lambda r: order.get(r["preset"], 9))
         section = section.rstrip("\n") + "\n" + "\n".join(render_default(defaults)) + "\n"
+    replace_section(SECTION, section)
+    print(section)
+
+
+def replace_section(heading: str, section: str) -> None:
+    """Replace BENCHMARKS.md's section under the line ``heading`` (up to the next ``## ``
+    heading) with ``section``, or append it."""
     path = REPO / "BENCHMARKS.md"
     text = path.read_text() if path.exists() else "# Benchmarks\n"
-    start = text.find(f"\n{SECTION}\n")
+    start = text.find(f"\n{heading}\n")
     if start >= 0:
-        end = text.find("\n## ", start + len(SECTION) + 2)
+        end = text.find("\n## ", start + len(heading) + 2)
         text = text[: start + 1] + section + ("\n" + text[end + 1 :] if end >= 0 else "")
     else:
         text = text.rstrip("\n") + "\n\n" + section
     path.write_text(text.rstrip("\n") + "\n")
-    print(section)
 
 
 def main() -> None:

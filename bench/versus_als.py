@@ -44,11 +44,11 @@ from bench.scale import (
     DEFAULT_MODEL_CONF,
     DEFAULT_WORK,
     DT,
-    REPO,
     SPARK_CONF,
     generate,
     machine,
     peaks,
+    replace_section,
     run_monitored,
     step_windows,
 )
@@ -255,15 +255,7 @@ def report(args: argparse.Namespace) -> None:
     if not results:
         raise SystemExit(f"no results under {args.work}/results/versus")
     section = render(results)
-    path = REPO / "BENCHMARKS.md"
-    text = path.read_text()
-    start = text.find(f"\n{SECTION}\n")
-    if start >= 0:
-        end = text.find("\n## ", start + len(SECTION) + 2)
-        text = text[: start + 1] + section + ("\n" + text[end + 1 :] if end >= 0 else "")
-    else:
-        text = text.rstrip("\n") + "\n\n" + section
-    path.write_text(text.rstrip("\n") + "\n")
+    replace_section(SECTION, section)
     print(section)
 
 
