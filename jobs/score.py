@@ -32,8 +32,8 @@ from jobs.common.args import (
     output_path,
     parse_job_args,
 )
-from jobs.common.config import resolve_conf
-from jobs.common.errors import StaleModelError, UsageError, run_main
+from jobs.common.config import DEFAULT_CONF, check_score, resolve_conf
+from jobs.common.errors import StaleModelError, run_main
 from jobs.common.session import get_spark, restoring_conf
 from jobs.ingestion.readback import load_vocabulary, require
 from jobs.ingestion.settings import add_input_arguments, input_overrides
@@ -216,19 +216,12 @@ def pair_predictions(broadcast, context: DataFrame, queries: DataFrame) -> DataF
 
 
 def score_settings(conf: dict[str, Any]) -> tuple[int, float | None]:
-    """(top_k, max_model_age_days) of the [score] table; a bad value is a usage error."""
-    score = conf.get("score", {})
-    try:
-        top_k = int(score.get("top_k", 10))
-        age = score.get("max_model_age_days")
-        max_age = None if age is None else float(age)
-    except (TypeError, ValueError) as exc:
-        raise UsageError(f"bad [score] setting: {exc}") from exc
-    if top_k < 1:
-        raise UsageError(f"top_k must be >= 1, got {top_k}")
-    if max_age is not None and not 0 <= max_age < 1e6:
-        raise UsageError(f"max_model_age_days must be within [0, 1e6) days, got {max_age}")
-    return top_k, max_age
+    """(top_k, max_model_age_days) of the [score] table over its defaults, checked as every
+    job checks it (``check_score``: a bad value is a usage error)."""
+    table = {**DEFAULT_CONF["score"], **conf.get("score", {})}
+    check_score(table)
+    age = table["max_model_age_days"]
+    return int(table["top_k"]), None if age is None else float(age)
 
 
 def model_age_check(

@@ -4,11 +4,10 @@ share (``rbm-reco ingest``, ``run``, and ``score --ratings``)."""
 from __future__ import annotations
 
 import argparse
-import math
 from dataclasses import dataclass
 from typing import Any
 
-from jobs.common.config import DEFAULT_CONF
+from jobs.common.config import DEFAULT_CONF, check_ingest, check_keys
 from jobs.common.errors import UsageError
 from jobs.ingestion.sources import FORMATS, parse_columns
 from rbmcore.data.scale import RatingScale, parse_scale
@@ -81,13 +80,9 @@ class IngestSettings:
 def ingest_settings(conf: dict[str, Any]) -> IngestSettings:
     """The ``IngestSettings`` of a config; an unknown key or a bad value is a ``UsageError``."""
     table = conf.get("ingest", {})
-    unknown = sorted(set(table) - set(DEFAULT_CONF["ingest"]))
-    if unknown:
-        raise UsageError(
-            f"unknown [ingest] settings: {', '.join(unknown)}; known: "
-            f"{', '.join(sorted(DEFAULT_CONF['ingest']))}"
-        )
+    check_keys("ingest", table, sorted(DEFAULT_CONF["ingest"]))
     ingest = {**DEFAULT_CONF["ingest"], **table}
+    check_ingest(ingest)  # max_bad_fraction, batch_size: as every job checks them
     like = ingest["like_threshold"]
     try:
         settings = IngestSettings(
@@ -104,11 +99,6 @@ def ingest_settings(conf: dict[str, Any]) -> IngestSettings:
         settings.declared_scale()
     except (TypeError, ValueError) as exc:
         raise UsageError(f"bad [ingest] setting: {exc}") from exc
-    max_bad = settings.max_bad_fraction
-    if not 0.0 <= max_bad <= 1.0 or math.isnan(max_bad):
-        raise UsageError(f"ingest.max_bad_fraction must be within [0, 1], got {max_bad}")
-    if settings.batch_size < 1:
-        raise UsageError(f"ingest.batch_size must be >= 1, got {settings.batch_size}")
     if settings.format not in FORMATS:
         raise UsageError(f"ingest.format must be one of {', '.join(FORMATS)}, "
                          f"got {settings.format!r}")  # fmt: skip
