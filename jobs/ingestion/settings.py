@@ -7,7 +7,7 @@ import argparse
 from dataclasses import dataclass
 from typing import Any
 
-from jobs.common.config import DEFAULT_CONF, check_ingest, check_keys
+from jobs.common.config import DEFAULT_CONF, check_ingest
 from jobs.common.errors import UsageError
 from jobs.ingestion.sources import FORMATS, parse_columns
 from rbmcore.data.scale import RatingScale, parse_scale
@@ -80,7 +80,12 @@ class IngestSettings:
 def ingest_settings(conf: dict[str, Any]) -> IngestSettings:
     """The ``IngestSettings`` of a config; an unknown key or a bad value is a ``UsageError``."""
     table = conf.get("ingest", {})
-    check_keys("ingest", table, sorted(DEFAULT_CONF["ingest"]))
+    unknown = sorted(set(table) - set(DEFAULT_CONF["ingest"]))
+    if unknown:
+        raise UsageError(
+            f"unknown [ingest] settings: {', '.join(unknown)}; known: "
+            f"{', '.join(sorted(DEFAULT_CONF['ingest']))}"
+        )
     ingest = {**DEFAULT_CONF["ingest"], **table}
     check_ingest(ingest)  # max_bad_fraction, batch_size: as every job checks them
     like = ingest["like_threshold"]
